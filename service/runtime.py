@@ -1,0 +1,234 @@
+"""The application core shared by the CLI and the HTTP server: one model, one registry, GUARD-IT.
+
+It loads the model once, keeps the gate snapshot in step with the registry (polling a cheap change
+token), and turns pending forget sets into active ones (claim -> build -> activate | fail).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from service.registry import NotFoundError, Registry
+from service.db_models import ForgetSetRecord
+from service.settings import Settings
+from steering import (
+    ActiveSet,
+    BuildConfig,
+    ForgetSetArtifacts,
+    GateState,
+    Guard,
+    QAPair,
+    load_embedder,
+    load_model,
+    make_documents,
+)
+from steering.forget_set import check_texts
+from steering.config import check_alpha, check_layer, check_threshold, default_alpha
+from steering.layers import n_layers
+from steering.loading import LoadedModel, resolve_model
+from steering.vectors import ProgressFn
+
+logger = logging.getLogger(__name__)
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(setting: str) -> str:
+    """``auto`` -> cuda when available, else cpu."""
+    if setting == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return setting
+
+
+def resolve_dtype(setting: str, device: str) -> torch.dtype:
+    """``auto`` -> float32 on CPU (exact GGUF logits), bfloat16 on CUDA."""
+    if setting == "auto":
+        return torch.bfloat16 if device == "cuda" else torch.float32
+    return _DTYPES[setting]
+
+
+@dataclass(frozen=True)
+class Registration:
+    """Validated input of a new forget set."""
+
+    name: str
+    documents: list[str] | None
+    qa: list[tuple[str, str]] | None
+    retain: list[str] | None
+    reason: str
+    requested_by: str
+    ticket: str | None
+    layer: int | None
+    threshold: float | None
+    alpha: float | None
+
+
+class Runtime:
+    """One loaded model with GUARD-IT, bound to a registry.
+
+    Args:
+        settings: service settings.
+        registry: an open registry (default: the one the settings name).
+    """
+
+    def __init__(self, settings: Settings, registry: Registry | None = None) -> None:
+        self.settings = settings
+        self.registry = registry or Registry.for_data_dir(settings.data_dir, settings.database_url)
+        self.model_id = resolve_model(settings.model).model_id
+        self.device = resolve_device(settings.device)
+        self.dtype = resolve_dtype(settings.dtype, self.device)
+        self._loaded: LoadedModel | None = None
+        self._guard: Guard | None = None
+        self._load_lock = threading.Lock()
+        self._build_lock = threading.Lock()
+        self._token: int | None = None
+        self._artifact_cache: dict[tuple[str, str], ForgetSetArtifacts] = {}
+
+    # -- model --------------------------------------------------------------------------------
+    @property
+    def loaded(self) -> bool:
+        """True once the model and embedder are in memory."""
+        return self._guard is not None
+
+    @property
+    def guard(self) -> Guard:
+        """The model with its hooks; loads on first use."""
+        if self._guard is None:
+            with self._load_lock:
+                if self._guard is None:
+                    if self.settings.num_threads:
+                        torch.set_num_threads(self.settings.num_threads)
+                    self._loaded = load_model(self.settings.model, cache_dir=self.settings.model_cache_dir,
+                                              device=self.device, dtype=self.dtype)
+                    embedder = load_embedder(self.settings.embedder, device=self.device)
+                    self._guard = Guard(self._loaded.model, self._loaded.tokenizer, embedder)
+                    self.sync(force=True)
+        return self._guard
+
+    @property
+    def tokenizer(self) -> Any:
+        """The model's tokenizer."""
+        return self.guard.tokenizer
+
+    @property
+    def n_layers(self) -> int:
+        """Depth of the model."""
+        return n_layers(self.guard.model)
+
+    def default_alpha(self) -> float:
+        """Strength used when a forget set names none."""
+        return self.settings.default_alpha if self.settings.default_alpha is not None else default_alpha(self.model_id)
+
+    # -- registry -> gate ---------------------------------------------------------------------
+    def sync(self, *, force: bool = False) -> bool:
+        """Rebuild the gate snapshot if the registry changed; returns True when it did.
+
+        Only sets that are active, enabled and built for this model take part. The new snapshot
+        replaces the old one in one assignment (a request sees a set entirely or not at all).
+        """
+        token = self.registry.change_token()
+        if not force and token == self._token:
+            return False
+        if self._guard is None:
+            self._token = None
+            return False
+        sets: list[ActiveSet] = []
+        for record in self.registry.active_sets():
+            if not record.enabled:
+                continue
+            if record.model_id != self.model_id:
+                logger.warning("forget set %s was built for model %s, not %s: skipped",
+                               record.id, record.model_id, self.model_id)
+                continue
+            try:
+                artifacts = self._artifacts(record)
+            except NotFoundError:
+                continue  # revoked between the listing and the read
+            sets.append(ActiveSet(record.id, artifacts,
+                                  record.threshold if record.threshold is not None else self.settings.default_threshold,
+                                  record.alpha if record.alpha is not None else self.default_alpha()))
+        self._guard.replace_state(GateState(tuple(sets)))
+        self._token = token
+        live = {s.forget_set_id for s in sets}
+        self._artifact_cache = {k: v for k, v in self._artifact_cache.items() if k[0] in live}
+        return True
+
+    def _artifacts(self, record: ForgetSetRecord) -> ForgetSetArtifacts:
+        key = (record.id, record.artifacts_sha256 or "")
+        if key not in self._artifact_cache:
+            self._artifact_cache[key] = ForgetSetArtifacts.from_tensors(self.registry.load_artifacts(record.id))
+        return self._artifact_cache[key]
+
+    # -- forget sets ----------------------------------------------------------------------------
+    def validate(self, reg: Registration) -> None:
+        """Check a registration fully before anything is written (raises SteeringError)."""
+        qa = [QAPair(q, a) for q, a in reg.qa] if reg.qa is not None else None
+        make_documents(reg.documents, qa, max_documents=self.settings.max_forget_documents,
+                       max_chars=self.settings.max_document_chars)
+        if reg.retain is not None:
+            check_texts(reg.retain, "retain", max_items=self.settings.max_forget_documents,
+                        max_chars=self.settings.max_document_chars)
+        if reg.threshold is not None:
+            check_threshold(reg.threshold)
+        if reg.alpha is not None:
+            check_alpha(reg.alpha)
+        if reg.layer is not None:
+            check_layer(reg.layer, self.n_layers)
+
+    def register(self, reg: Registration, *, actor: str) -> ForgetSetRecord:
+        """Validate and store a new forget set as ``pending`` (the build runs separately)."""
+        self.validate(reg)
+        docs = make_documents(reg.documents, [QAPair(q, a) for q, a in reg.qa] if reg.qa else None,
+                              max_documents=self.settings.max_forget_documents,
+                              max_chars=self.settings.max_document_chars)
+        return self.registry.create(
+            name=reg.name, documents=list(docs.documents) if reg.documents is not None else None,
+            qa=[(p.question, p.answer) for p in docs.qa] if reg.qa is not None else None,
+            retain=reg.retain, reason=reg.reason, requested_by=reg.requested_by, ticket=reg.ticket,
+            layer=reg.layer, threshold=reg.threshold, alpha=reg.alpha, model_id=self.model_id, actor=actor)
+
+    def build_next(self, *, actor: str = "system:builder", progress: ProgressFn | None = None) -> ForgetSetRecord | None:
+        """Claim one pending set, build it and activate it (or mark it failed); None if none pending."""
+        with self._build_lock:
+            record = self.registry.claim_next_pending(actor=actor)
+            if record is None:
+                return None
+            started = time.perf_counter()
+            try:
+                stored = self.registry.documents(record.id)
+                docs = make_documents(list(stored.documents) if stored.documents else None,
+                                      [QAPair(q, a) for q, a in stored.qa] if stored.qa else None,
+                                      max_documents=self.settings.max_forget_documents,
+                                      max_chars=self.settings.max_document_chars)
+                config = BuildConfig(layer=record.layer, max_documents=self.settings.max_forget_documents)
+                artifacts = self.guard.build(docs, retain=list(stored.retain) or None, config=config,
+                                             progress=progress)
+            except Exception as exc:  # noqa: BLE001 - any build failure marks the set failed, never half-active
+                logger.exception("build of forget set %s failed", record.id)
+                return self.registry.fail(record.id, error=f"{type(exc).__name__}: {exc}", actor=actor)
+            threshold = record.threshold if record.threshold is not None else self.settings.default_threshold
+            alpha = record.alpha if record.alpha is not None else self.default_alpha()
+            done = self.registry.activate(
+                record.id, artifacts=artifacts.to_tensors(), layer=artifacts.layer, threshold=threshold,
+                alpha=alpha, n_clusters=artifacts.k, silhouette=artifacts.silhouette,
+                build_seconds=time.perf_counter() - started, actor=actor)
+            self.sync()
+            return done
+
+    def build_pending(self, *, actor: str = "system:builder", progress: ProgressFn | None = None) -> list[ForgetSetRecord]:
+        """Build every pending set, oldest first."""
+        built: list[ForgetSetRecord] = []
+        while (record := self.build_next(actor=actor, progress=progress)) is not None:
+            built.append(record)
+        return built
+
+    def close(self) -> None:
+        """Release the registry connection pool."""
+        self.registry.close()
+

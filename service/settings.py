@@ -1,0 +1,109 @@
+"""Settings of the guardit service, read from ``GUARDIT_*`` environment variables (SPEC.md)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SCOPES = ("generate", "compare", "forget", "admin")
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; documented again in ``deploy/.env.example``."""
+
+    model_config = SettingsConfigDict(env_prefix="GUARDIT_", extra="ignore")
+
+    model: str = Field("smollm2-135m-instruct", description="LLM: embedded alias, local HF model dir, or .gguf path")
+    embedder: str = Field("all-minilm-l6-v2", description="sentence-transformer for the gate: alias or local dir")
+    data_dir: Path = Field(Path("./guardit-data"), description="registry, converted models, logs")
+    database_url: str | None = Field(None, description="default sqlite:///<data dir>/registry.db; postgresql://...")
+    api_keys: dict[str, list[str]] | None = Field(
+        None, description='JSON {"<key>": ["<scope>", ...]}; scopes generate, compare, forget, admin')
+    host: str = Field("127.0.0.1", description="bind address; non-loopback needs API keys")
+    port: int = Field(8000, ge=1, le=65535, description="bind port")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="torch device")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="weights dtype")
+
+    default_threshold: float = Field(0.55, ge=-1.0, le=1.0, description="gate threshold T for new forget sets")
+    default_alpha: float | None = Field(
+        None, ge=0.0, description="strength for new forget sets; unset = calibrated per model (0.2 if unknown)")
+    max_new_tokens: int = Field(512, ge=1, description="upper bound of max_new_tokens per request")
+    max_prompt_tokens: int = Field(4096, ge=1, description="longest accepted prompt, in tokens")
+    max_forget_documents: int = Field(5000, ge=1, description="largest forget set, in documents")
+    max_document_chars: int = Field(20000, ge=1, description="longest forget/retain document, in characters")
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="largest accepted request body")
+    max_batch_size: int = Field(8, ge=1, description="rows per generation batch")
+    batch_wait_ms: float = Field(5.0, ge=0.0, description="how long a batch waits for more requests to join")
+    queue_size: int = Field(64, ge=1, description="queued requests before 429")
+    request_timeout_s: float = Field(300.0, gt=0.0, description="per-request limit")
+    sync_interval_s: float = Field(1.0, gt=0.0, description="how often the registry is polled for changes")
+    use_triton: bool = Field(True, description="use the fused Triton kernel on CUDA")
+    log_level: str = Field("INFO", description="root log level")
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = json.loads(value) if value.strip() else None
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _check_keys(cls, value: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("expected at least one key in GUARDIT_API_KEYS, found an empty object")
+        for key, scopes in value.items():
+            if len(key) < 16:
+                raise ValueError("expected API keys of at least 16 characters, found a shorter one")
+            unknown = sorted(set(scopes) - set(SCOPES))
+            if unknown:
+                raise ValueError(f"expected scopes from {list(SCOPES)}, found {unknown}")
+        return value
+
+    @model_validator(mode="after")
+    def _loopback_without_keys(self) -> Settings:
+        if self.api_keys is None and not is_loopback(self.host):
+            raise ValueError(
+                f"expected GUARDIT_API_KEYS when binding a non-loopback host, found host {self.host!r} "
+                "without keys (local dev mode is loopback only)")
+        return self
+
+    @property
+    def dev_mode(self) -> bool:
+        """No API keys: every scope granted, loopback only."""
+        return self.api_keys is None
+
+    @property
+    def registry_url(self) -> str:
+        """The SQLAlchemy URL of the registry."""
+        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'registry.db'}"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        """Where converted models are cached."""
+        return self.data_dir / "models"
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,164 @@
+"""Build a forget set's artifacts (METHOD.md steps 1-5): centroids, PSVs, retain direction, mean norm."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import torch
+
+from steering.activations import pool_activations
+from steering.clustering import cluster_embeddings
+from steering.config import BuildConfig, check_layer, default_layer
+from steering.errors import ForgetSetError, SteeringError
+from steering.forget_set import ForgetDocuments, render_documents, render_texts
+from steering.hooks import ResidualHooks
+from steering.layers import n_layers
+
+logger = logging.getLogger(__name__)
+
+#: Called as progress(stage, done, total) while building.
+ProgressFn = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class ForgetSetArtifacts:
+    """Everything the online part needs for one forget set.
+
+    Attributes:
+        centroids: ``[k, d_embed]`` unit gate centroids c_j.
+        psvs: ``[k, d_model]`` prototype steering vectors.
+        retain_direction: ``[d_model]`` unit retain direction r.
+        mean_norm: mu, mean ||h_L|| over the forget set's pooled tokens.
+        layer: decoder block the PSVs were read at.
+        labels: ``[n_docs]`` cluster of each document.
+        silhouette: mean silhouette of the chosen k (None when k = 1).
+    """
+
+    centroids: torch.Tensor
+    psvs: torch.Tensor
+    retain_direction: torch.Tensor
+    mean_norm: float
+    layer: int
+    labels: torch.Tensor
+    silhouette: float | None
+
+    @property
+    def k(self) -> int:
+        """Number of clusters."""
+        return int(self.centroids.shape[0])
+
+    def to_tensors(self) -> dict[str, torch.Tensor]:
+        """Flat tensor dict for safetensors storage."""
+        return {
+            "centroids": self.centroids.contiguous(),
+            "psvs": self.psvs.contiguous(),
+            "retain_direction": self.retain_direction.contiguous(),
+            "mean_norm": torch.tensor([self.mean_norm], dtype=torch.float64),
+            "layer": torch.tensor([self.layer], dtype=torch.int64),
+            "labels": self.labels.contiguous(),
+            "silhouette": torch.tensor([float("nan") if self.silhouette is None else self.silhouette],
+                                       dtype=torch.float64),
+        }
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor]) -> ForgetSetArtifacts:
+        """Inverse of ``to_tensors``."""
+        sil = float(tensors["silhouette"][0])
+        return cls(
+            centroids=tensors["centroids"].float(),
+            psvs=tensors["psvs"].float(),
+            retain_direction=tensors["retain_direction"].float(),
+            mean_norm=float(tensors["mean_norm"][0]),
+            layer=int(tensors["layer"][0]),
+            labels=tensors["labels"],
+            silhouette=None if np.isnan(sil) else sil,
+        )
+
+
+def neutral_corpus() -> list[str]:
+    """The built-in neutral retain corpus shipped with the package."""
+    text = resources.files("steering").joinpath("data/neutral_corpus.txt").read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def embed(embedder: Any, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    """``[n, d_embed]`` unit sentence embeddings (float32)."""
+    out = embedder.encode(list(texts), batch_size=batch_size, convert_to_numpy=True,
+                          normalize_embeddings=True, show_progress_bar=False)
+    return np.asarray(out, dtype=np.float32)
+
+
+def build_artifacts(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    embedder: Any,
+    hooks: ResidualHooks,
+    docs: ForgetDocuments,
+    *,
+    retain: Sequence[str] | None = None,
+    config: BuildConfig = BuildConfig(),
+    progress: ProgressFn | None = None,
+) -> ForgetSetArtifacts:
+    """Offline GUARD-IT for one forget set.
+
+    Args:
+        model: frozen causal LM.
+        tokenizer: its tokenizer.
+        embedder: sentence-transformer phi.
+        hooks: the model's residual hooks (read site = write site).
+        docs: validated forget documents.
+        retain: retain texts; None uses the built-in neutral corpus.
+        config: layer, k_max, seed, batching.
+        progress: optional progress callback.
+
+    Returns:
+        The artifacts; nothing is stored here.
+    """
+    if len(docs) == 0:
+        raise ForgetSetError("expected at least one forget document, found none", field="documents")
+    if len(docs) > config.max_documents:
+        raise ForgetSetError(f"expected at most {config.max_documents} documents, found {len(docs)}",
+                             field="documents")
+    depth = n_layers(model)
+    layer = default_layer(depth) if config.layer is None else check_layer(config.layer, depth)
+    emb = embed(embedder, docs.gate_texts())  # [n_docs, d_embed]
+    clustering = cluster_embeddings(emb, k_max=config.k_max, seed=config.seed)
+    rendered = render_documents(tokenizer, docs)
+    total = len(rendered)
+
+    def tick(stage: str, count: list[int]) -> Callable[[int], None]:
+        def inner(n: int) -> None:
+            count[0] += n
+            if progress is not None:
+                progress(stage, count[0], total if stage == "forget" else n_retain)
+        return inner
+
+    retain_texts = list(retain) if retain else neutral_corpus()
+    n_retain = len(retain_texts)
+    forget = pool_activations(model, tokenizer, hooks, layer, rendered, batch_size=config.batch_size,
+                              max_tokens=config.max_doc_tokens, progress=tick("forget", [0]))
+    kept = pool_activations(model, tokenizer, hooks, layer, render_texts(retain_texts),
+                            batch_size=config.batch_size, max_tokens=config.max_doc_tokens,
+                            progress=tick("retain", [0]))
+    if forget.n_tokens == 0:
+        raise SteeringError("expected pooled tokens in the forget documents, found none (all too short?)")
+    labels = torch.from_numpy(clustering.labels)  # [n_docs]
+    psvs = torch.stack([forget.pooled[labels == j].mean(dim=0) for j in range(clustering.k)])  # [k, d_model]
+    r = kept.pooled.double().mean(dim=0)
+    r = (r / r.norm().clamp_min(1e-12)).float()
+    mu = forget.token_norm_sum / forget.n_tokens
+    logger.info("built forget set: %d docs, k=%d, layer=%d, mu=%.2f", total, clustering.k, layer, mu)
+    return ForgetSetArtifacts(
+        centroids=torch.from_numpy(clustering.centroids),
+        psvs=psvs,
+        retain_direction=r,
+        mean_norm=mu,
+        layer=layer,
+        labels=labels,
+        silhouette=clustering.silhouette,
+    )
