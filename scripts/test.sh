@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs and run it. .ci/run calls exactly this.
+# PostgreSQL (registry tests) and Debian's chromium (console browser test) come from apt when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh test
+need=()
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || need+=(postgresql)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+set +e
+.venv/bin/python -m pytest "$@"
+rc=$?
+set -e
+[ "$rc" = 5 ] && { echo "no tests collected"; exit 1; }
+exit "$rc"
