@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from service.registry import NotFoundError, Registry
+from service.registry import InvalidTransitionError, NotFoundError, Registry
 from service.db_models import ForgetSetRecord
 from service.settings import Settings
 from steering import (
@@ -28,7 +28,8 @@ from steering import (
     load_model,
     make_documents,
 )
-from steering.forget_set import check_texts
+from steering.calibrate import calibrate_alpha
+from steering.forget_set import ForgetDocuments, check_texts
 from steering.config import check_alpha, check_layer, check_threshold, default_alpha
 from steering.layers import n_layers
 from steering.loading import LoadedModel, resolve_model
@@ -209,17 +210,28 @@ class Runtime:
                 config = BuildConfig(layer=record.layer, max_documents=self.settings.max_forget_documents)
                 artifacts = self.guard.build(docs, retain=list(stored.retain) or None, config=config,
                                              progress=progress)
+                threshold = record.threshold if record.threshold is not None else self.settings.default_threshold
+                alpha = record.alpha if record.alpha is not None else self._calibrated_alpha(docs, artifacts, threshold)
             except Exception as exc:  # noqa: BLE001 - any build failure marks the set failed, never half-active
                 logger.exception("build of forget set %s failed", record.id)
                 return self.registry.fail(record.id, error=f"{type(exc).__name__}: {exc}", actor=actor)
-            threshold = record.threshold if record.threshold is not None else self.settings.default_threshold
-            alpha = record.alpha if record.alpha is not None else self.default_alpha()
-            done = self.registry.activate(
-                record.id, artifacts=artifacts.to_tensors(), layer=artifacts.layer, threshold=threshold,
-                alpha=alpha, n_clusters=artifacts.k, silhouette=artifacts.silhouette,
-                build_seconds=time.perf_counter() - started, actor=actor)
+            try:
+                done = self.registry.activate(
+                    record.id, artifacts=artifacts.to_tensors(), layer=artifacts.layer, threshold=threshold,
+                    alpha=alpha, n_clusters=artifacts.k, silhouette=artifacts.silhouette,
+                    build_seconds=time.perf_counter() - started, actor=actor)
+            except InvalidTransitionError:  # revoked while building: nothing is stored or activated
+                return self.registry.get(record.id)
             self.sync()
             return done
+
+    def _calibrated_alpha(self, docs: ForgetDocuments, artifacts: ForgetSetArtifacts, threshold: float) -> float:
+        if not self.settings.calibrate_alpha:
+            return self.default_alpha()
+        result = calibrate_alpha(self.guard, docs, artifacts, threshold=threshold, fallback=self.default_alpha())
+        logger.info("alpha %.2f (calibrated=%s, known answers %d, forgotten %.2f, collapsed %.2f)",
+                    result.alpha, result.measured, result.known, result.forgotten, result.collapsed)
+        return result.alpha
 
     def build_pending(self, *, actor: str = "system:builder", progress: ProgressFn | None = None) -> list[ForgetSetRecord]:
         """Build every pending set, oldest first."""

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     default_threshold: float = Field(0.55, ge=-1.0, le=1.0, description="gate threshold T for new forget sets")
     default_alpha: float | None = Field(
         None, ge=0.0, description="strength for new forget sets; unset = calibrated per model (0.2 if unknown)")
+    calibrate_alpha: bool = Field(
+        True, description="choose alpha per QA forget set at build time (smallest that removes the known answers)")
     max_new_tokens: int = Field(512, ge=1, description="upper bound of max_new_tokens per request")
     max_prompt_tokens: int = Field(4096, ge=1, description="longest accepted prompt, in tokens")
     max_forget_documents: int = Field(5000, ge=1, description="largest forget set, in documents")

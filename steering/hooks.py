@@ -34,6 +34,12 @@ class SteeringPlan:
     vectors: torch.Tensor
     alpha: torch.Tensor | float = 1.0
 
+    def __post_init__(self) -> None:
+        rows, n_vectors = self.row_vector, self.vectors.shape[0]
+        if rows.numel() and (int(rows.min()) < -1 or int(rows.max()) >= n_vectors):
+            raise SteeringError(f"expected row_vector entries in [-1, {n_vectors - 1}], found "
+                                f"[{int(rows.min())}, {int(rows.max())}]")
+
     @property
     def active(self) -> bool:
         """True when at least one row is steered."""
@@ -153,7 +159,8 @@ def apply_plan(hidden: torch.Tensor, plan: SteeringPlan) -> torch.Tensor:
     if isinstance(alpha, torch.Tensor):
         alpha = alpha.to(device=hidden.device, dtype=torch.float32)
     flat = hidden.reshape(batch * seq, width)  # [tokens, d_model]
-    out = kernels.gated_redirect(flat, token_rows, vectors, alpha)
+    # Indices were range-checked when the plan was made; re-checking would sync CUDA every step.
+    out = kernels.gated_redirect(flat, token_rows, vectors, alpha, check_indices=False)
     return out.view(batch, seq, width)
 
 
