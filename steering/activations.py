@@ -91,9 +91,13 @@ def pool_activations(
         )
         attention = enc["attention_mask"]  # [batch, seq]
         mask = _content_mask(enc, chunk, attention)
+        # Left padding: number positions from each text's first real token, as generate() does,
+        # so a text pools to the same vector alone or in a batch (absolute-position models too).
+        positions = (attention.long().cumsum(dim=1) - 1).clamp_min(0)  # [batch, seq]
         with hooks.capture(layer, stop=True) as cap:
             try:
-                model(input_ids=enc["input_ids"].to(device), attention_mask=attention.to(device), use_cache=False)
+                model(input_ids=enc["input_ids"].to(device), attention_mask=attention.to(device),
+                      position_ids=positions.to(device), use_cache=False)
             except StopForward:
                 pass
         hidden = cap.output  # [batch, seq, d_model] float32

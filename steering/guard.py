@@ -13,7 +13,9 @@ from typing import Any
 
 import torch
 
-from steering.config import BuildConfig, check_alpha, check_threshold
+from steering.config import BuildConfig, check_alpha, check_layer, check_threshold
+from steering.errors import ConfigError
+from steering.layers import d_model, n_layers
 from steering.forget_set import ForgetDocuments, chat_prompt
 from steering.gates import ActiveSet, GateMatch, GateState, build_plans
 from steering.hooks import ResidualHooks
@@ -90,6 +92,7 @@ class Guard:
                  alpha: float) -> None:
         """Make a forget set take effect for every request that starts after this call."""
         active = ActiveSet(forget_set_id, artifacts, check_threshold(threshold), check_alpha(alpha))
+        self._check_artifacts(artifacts)
         self.hooks.ensure(artifacts.layer)
         with self._lock:
             self._state = self._state.with_set(active)
@@ -102,9 +105,17 @@ class Guard:
     def replace_state(self, state: GateState) -> None:
         """Swap in a whole snapshot (used when syncing with a registry)."""
         for s in state.sets:
+            self._check_artifacts(s.artifacts)
             self.hooks.ensure(s.artifacts.layer)
         with self._lock:
             self._state = state
+
+    def _check_artifacts(self, artifacts: ForgetSetArtifacts) -> None:
+        width = d_model(self.model)
+        if artifacts.psvs.shape[-1] != width or artifacts.retain_direction.shape != (width,):
+            raise ConfigError(f"expected artifacts of width {width} for this model, found steering vectors of "
+                              f"shape {tuple(artifacts.psvs.shape)}: built for another model?", field="artifacts")
+        check_layer(artifacts.layer, n_layers(self.model))
 
     # -- online -------------------------------------------------------------------------------
     def gate(self, prompts: Sequence[Prompt], state: GateState | None = None) -> list[list[GateMatch]]:

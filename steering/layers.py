@@ -62,7 +62,10 @@ def n_layers(model: torch.nn.Module) -> int:
 
 def d_model(model: torch.nn.Module) -> int:
     """Width of the residual stream."""
-    config = model.config
+    config = getattr(model, "config", None)
+    if config is None:
+        raise UnsupportedModelError(f"expected a transformers model with a config, found {type(model).__name__}",
+                                    field="model")
     for name in ("hidden_size", "n_embd", "d_model"):
         value = getattr(config, name, None)
         if isinstance(value, int):
