@@ -63,7 +63,7 @@ def calibrate_alpha(guard: Guard, docs: ForgetDocuments, artifacts: ForgetSetArt
     if not docs.qa:
         return Calibration(fallback, 0, 0.0, 0.0, (), False)
     params = SamplingParams(max_new_tokens=max_new_tokens)
-    pairs = list(docs.qa)[: sample * 2]
+    pairs = list(docs.qa)[: sample + sample // 2]
     prompts = [[{"role": "user", "content": p.question}] for p in pairs]
     base = guard.generate(prompts, params, steer=False)
     known = [(prompt, pair) for prompt, pair, out in zip(prompts, pairs, base, strict=True)

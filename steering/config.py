@@ -73,18 +73,23 @@ class BuildConfig:
         max_documents: forget sets above this size are refused.
         max_doc_tokens: documents are truncated to this many tokens for PSV pooling.
         batch_size: documents per forward pass while pooling activations.
+        gate: ``"hybrid"`` (default: per-document similarity plus names, see ``steering.gates``) or
+            ``"paper"`` (cluster centroids against T, exactly as the paper).
     """
 
     layer: int | None = None
     threshold: float = DEFAULT_THRESHOLD
     alpha: float = DEFAULT_ALPHA
-    k_max: int = 10
+    k_max: int = 32
     seed: int = 0
     max_documents: int = 5000
     max_doc_tokens: int = 512
     batch_size: int = 8
+    gate: str = "hybrid"
 
     def __post_init__(self) -> None:
+        if self.gate not in ("paper", "hybrid"):
+            raise ConfigError(f"expected gate 'paper' or 'hybrid', found {self.gate!r}", field="gate")
         check_threshold(self.threshold)
         check_alpha(self.alpha)
         if self.k_max < 1:

@@ -129,7 +129,7 @@ class Guard:
             rows = gate_texts(prompt)
             groups.append(list(range(len(texts), len(texts) + len(rows))))
             texts.extend(rows)
-        return state.match_groups(embed(self.embedder, texts), groups)
+        return state.match_groups(embed(self.embedder, texts), groups, texts)
 
     def render(self, prompt: Prompt) -> str:
         """A chat prompt in the model's template; a plain string is used as is."""

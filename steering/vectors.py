@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -12,14 +13,18 @@ import numpy as np
 import torch
 
 from steering.activations import pool_activations
-from steering.clustering import cluster_embeddings
+from steering.clustering import Clustering, cluster_embeddings
 from steering.config import BuildConfig, check_layer, default_layer
+from steering.entities import mine_entities
 from steering.errors import ForgetSetError, SteeringError
 from steering.forget_set import ForgetDocuments, render_documents, render_texts
 from steering.hooks import ResidualHooks
 from steering.layers import n_layers
 
 logger = logging.getLogger(__name__)
+
+#: Gate rules a forget set can use (index stored with the artifacts).
+GATE_MODES: tuple[str, ...] = ("paper", "hybrid")
 
 #: Called as progress(stage, done, total) while building.
 ProgressFn = Callable[[str, int, int], None]
@@ -37,6 +42,9 @@ class ForgetSetArtifacts:
         layer: decoder block the PSVs were read at.
         labels: ``[n_docs]`` cluster of each document.
         silhouette: mean silhouette of the chosen k (None when k = 1).
+        gate: ``"paper"`` (centroids and T only) or ``"hybrid"`` (see ``steering.gates``).
+        doc_embeddings: ``[n_docs, d_embed]`` unit embeddings of the documents (hybrid gate).
+        entities: names mined from the documents (hybrid gate).
     """
 
     centroids: torch.Tensor
@@ -46,6 +54,9 @@ class ForgetSetArtifacts:
     layer: int
     labels: torch.Tensor
     silhouette: float | None
+    gate: str = "paper"
+    doc_embeddings: torch.Tensor | None = None
+    entities: tuple[str, ...] = ()
 
     @property
     def k(self) -> int:
@@ -63,6 +74,9 @@ class ForgetSetArtifacts:
             "labels": self.labels.contiguous(),
             "silhouette": torch.tensor([float("nan") if self.silhouette is None else self.silhouette],
                                        dtype=torch.float64),
+            "gate": torch.tensor([GATE_MODES.index(self.gate)], dtype=torch.int64),
+            "entities": torch.tensor(list(json.dumps(list(self.entities)).encode("utf-8")), dtype=torch.uint8),
+            **({"doc_embeddings": self.doc_embeddings.contiguous()} if self.doc_embeddings is not None else {}),
         }
 
     @classmethod
@@ -77,6 +91,10 @@ class ForgetSetArtifacts:
             layer=int(tensors["layer"][0]),
             labels=tensors["labels"],
             silhouette=None if np.isnan(sil) else sil,
+            gate=GATE_MODES[int(tensors["gate"][0])] if "gate" in tensors else "paper",
+            doc_embeddings=tensors["doc_embeddings"].float() if "doc_embeddings" in tensors else None,
+            entities=tuple(json.loads(bytes(tensors["entities"].tolist()).decode("utf-8")))
+            if "entities" in tensors else (),
         )
 
 
@@ -91,6 +109,39 @@ def embed(embedder: Any, texts: Sequence[str], batch_size: int = 64) -> np.ndarr
     out = embedder.encode(list(texts), batch_size=batch_size, convert_to_numpy=True,
                           normalize_embeddings=True, show_progress_bar=False)
     return np.asarray(out, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class GateParts:
+    """The gate's half of a forget set: everything that needs only the embedder."""
+
+    clustering: Clustering
+    doc_embeddings: np.ndarray  # [n_docs, d_embed]
+    entities: tuple[str, ...]
+
+
+def build_gate(embedder: Any, docs: ForgetDocuments, config: BuildConfig = BuildConfig()) -> GateParts:
+    """Embed, cluster (k by silhouette) and, for the hybrid gate, mine names (METHOD.md step 2)."""
+    emb = embed(embedder, docs.gate_texts())  # [n_docs, d_embed]
+    clustering = cluster_embeddings(emb, k_max=config.k_max, seed=config.seed)
+    entities: tuple[str, ...] = ()
+    if config.gate == "hybrid":
+        # A name must recur in a good share of a typical cluster, so places and genres mentioned
+        # in passing are not taken for what the set is about.
+        typical = float(np.median(np.bincount(clustering.labels)))
+        entities = mine_entities(docs.gate_texts(), min_count=max(2, int(0.4 * typical)))
+    return GateParts(clustering, emb, entities)
+
+
+def gate_only_artifacts(parts: GateParts, gate: str) -> ForgetSetArtifacts:
+    """Artifacts with the gate's parts and empty steering parts (gate evaluation without the LLM)."""
+    k = parts.clustering.k
+    return ForgetSetArtifacts(
+        centroids=torch.from_numpy(parts.clustering.centroids), psvs=torch.zeros(k, 1),
+        retain_direction=torch.zeros(1), mean_norm=0.0, layer=0,
+        labels=torch.from_numpy(parts.clustering.labels), silhouette=parts.clustering.silhouette, gate=gate,
+        doc_embeddings=torch.from_numpy(parts.doc_embeddings) if gate == "hybrid" else None,
+        entities=parts.entities)
 
 
 def build_artifacts(
@@ -126,8 +177,8 @@ def build_artifacts(
                              field="documents")
     depth = n_layers(model)
     layer = default_layer(depth) if config.layer is None else check_layer(config.layer, depth)
-    emb = embed(embedder, docs.gate_texts())  # [n_docs, d_embed]
-    clustering = cluster_embeddings(emb, k_max=config.k_max, seed=config.seed)
+    parts = build_gate(embedder, docs, config)
+    clustering = parts.clustering
     rendered = render_documents(tokenizer, docs)
     total = len(rendered)
 
@@ -161,4 +212,7 @@ def build_artifacts(
         layer=layer,
         labels=labels,
         silhouette=clustering.silhouette,
+        gate=config.gate,
+        doc_embeddings=torch.from_numpy(parts.doc_embeddings) if config.gate == "hybrid" else None,
+        entities=parts.entities,
     )
