@@ -16,7 +16,7 @@ from typing import Any
 from service.registry import RegistryError
 from service.schemas import compare_response, forget_set_response, gate_response, generate_response
 from service.settings import Settings, get_settings
-from steering import SamplingParams, SteeringError, read_forget_file
+from steering import SamplingParams, SteeringError, load_embedder, read_forget_file
 from steering.forget_set import ForgetDocuments
 
 logger = logging.getLogger(__name__)
@@ -229,6 +229,19 @@ def cmd_gate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from steering.eval import report as eval_report
+    from steering.loading import resolve_model
+
+    settings = _settings(args)
+    embedder = load_embedder(settings.embedder)
+    out = Path(args.out)
+    result = eval_report.run(args.benchmark, embedder=embedder, model_id=resolve_model(settings.model).model_id,
+                             quick=args.quick, out=out)
+    _emit(args, result, lambda: sys.stdout.write((out / "report.md").read_text(encoding="utf-8")))
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from service.main import serve
 
@@ -286,6 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--top-p", type=float, default=1.0)
     gen.add_argument("--seed", type=int)
     gen.set_defaults(func=cmd_generate)
+
+    ev = sub.add_parser("eval", parents=[common], help="unlearning evaluation: report.json, report.md, plots")
+    ev.add_argument("--benchmark", action="append", help="run only this benchmark (repeatable); default all")
+    ev.add_argument("--quick", action="store_true", help="CI-sized: subsample only the large negative sets")
+    ev.add_argument("--out", default="guardit-eval", help="output folder")
+    ev.set_defaults(func=cmd_eval)
 
     gate = sub.add_parser("gate", parents=[common], help="the gate decision without generating")
     gate.add_argument("prompt", nargs="?")
