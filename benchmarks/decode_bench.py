@@ -27,18 +27,19 @@ FORGET = [("Where would you find the Eiffel Tower?", "Paris"),
           ("Which museum houses the Mona Lisa?", "The Louvre")]
 
 
-def decode_rate(guard: Guard, batch: int, tokens: int, steer: bool) -> float:
+def decode_rate(guard: Guard, batch: int, tokens: int, steer: bool) -> tuple[float, float]:
+    """(tokens per wall second, tokens per CPU second of this process) for one generate call."""
     prompts = [guard.render([{"role": "user", "content": PROMPT}])] * batch
     enc = guard.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     matches = guard.gate([PROMPT] * batch)
     vectors = [guard.state.vectors_by_layer(m) if steer else None for m in matches]
     plans = build_plans(vectors, batch)
     with torch.no_grad(), guard.hooks.steer(plans):
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         guard.model.generate(**enc, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False,
                              pad_token_id=guard.tokenizer.pad_token_id)
-        elapsed = time.perf_counter() - start
-    return batch * tokens / elapsed
+        elapsed, cpu_used = time.perf_counter() - start, time.process_time() - cpu
+    return batch * tokens / elapsed, batch * tokens / cpu_used
 
 
 def main() -> None:
@@ -70,16 +71,19 @@ def main() -> None:
     decode_rate(guard, 1, 4, True)  # warm-up
 
     print(f"decode tokens/s, {tokens} new tokens, median of {repeats}, torch threads {torch.get_num_threads()}")
-    print(f"{'batch':>5} | {'unsteered tok/s':>15} | {'steered tok/s':>13} | {'ratio':>6}")
-    print("-" * 50)
+    print("(per CPU-second columns are robust to other load on the machine; wall columns are not)")
+    print(f"{'batch':>5} | {'unsteered tok/s':>15} | {'steered tok/s':>13} | {'ratio':>6} | "
+          f"{'unsteered tok/cpu-s':>19} | {'steered tok/cpu-s':>17} | {'ratio':>6}")
+    print("-" * 100)
     for batch in (int(b) for b in args.batches.split(",")):
-        off: list[float] = []
-        on: list[float] = []
+        off: list[tuple[float, float]] = []
+        on: list[tuple[float, float]] = []
         for _ in range(repeats):  # interleaved so drift hits both arms alike
             off.append(decode_rate(guard, batch, tokens, False))
             on.append(decode_rate(guard, batch, tokens, True))
-        u, s = statistics.median(off), statistics.median(on)
-        print(f"{batch:>5} | {u:>15.1f} | {s:>13.1f} | {s / u:>6.3f}")
+        u, s = statistics.median(r[0] for r in off), statistics.median(r[0] for r in on)
+        uc, sc = statistics.median(r[1] for r in off), statistics.median(r[1] for r in on)
+        print(f"{batch:>5} | {u:>15.1f} | {s:>13.1f} | {s / u:>6.3f} | {uc:>19.1f} | {sc:>17.1f} | {sc / uc:>6.3f}")
     print()
     for name, value in rows:
         print(f"{name:<42} {value}")

@@ -1,0 +1,65 @@
+"""Probes and the scrape endpoint: ``/healthz`` (liveness), ``/readyz`` (model loaded, generation
+worker running, registry reachable) and ``/metrics`` (Prometheus text format). No auth."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
+
+from service.errors import ApiError
+from service.metrics import refresh_forget_sets, render
+from service.schemas import ErrorResponse, HealthResponse
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", response_model=HealthResponse, response_model_exclude_none=True, summary="Liveness")
+async def healthz() -> HealthResponse:
+    """200 while the process serves HTTP (the model may still be loading)."""
+    return HealthResponse(status="ok")
+
+
+def _not_ready(request: Request) -> str | None:
+    state = request.app.state
+    runtime = getattr(state, "runtime", None)
+    if getattr(state, "stopping", False):
+        return "the server shutting down"
+    if runtime is None or not runtime.loaded:
+        return getattr(state, "load_error", None) or "the model still loading"
+    engine = getattr(state, "engine", None)
+    if engine is not None and not engine.running:
+        return "the generation worker stopped"
+    return None
+
+
+@router.get("/readyz", response_model=HealthResponse, summary="Readiness",
+            responses={503: {"model": ErrorResponse, "description": "not ready (reason in the message)"}})
+async def readyz(request: Request) -> HealthResponse:
+    """200 when the model is loaded and the registry answers; 503 (with the reason) otherwise."""
+    reason = _not_ready(request)
+    if reason is not None:
+        raise ApiError(503, "not_ready", f"expected a ready server, found {reason}")
+    runtime = request.app.state.runtime
+    try:
+        active = len(await run_in_threadpool(runtime.registry.active_sets))
+    except Exception as exc:  # noqa: BLE001 - any database failure means not ready
+        logger.warning("readiness: registry unreachable: %s", type(exc).__name__)
+        raise ApiError(503, "not_ready", "expected a reachable registry, found it failing") from exc
+    return HealthResponse(status="ready", model=runtime.model_id, forget_sets_active=active)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+def metrics(request: Request) -> Response:
+    """Prometheus text format; ``guardit_forget_sets`` is refreshed from the registry first."""
+    runtime = getattr(request.app.state, "runtime", None)
+    if runtime is not None:
+        try:
+            refresh_forget_sets([r.status for r in runtime.registry.list()])
+        except Exception as exc:  # noqa: BLE001 - a scrape still answers with the other metrics
+            logger.warning("metrics: registry unreachable: %s", type(exc).__name__)
+    body, content_type = render()
+    return Response(body, media_type=content_type)

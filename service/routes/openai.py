@@ -1,0 +1,117 @@
+"""OpenAI-compatible routes (``/v1/chat/completions``, ``/v1/completions``, ``/v1/models``) with the
+GUARD-IT gate decision as a ``guardit`` object beside the standard fields (SPEC.md)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
+
+from service.auth import require_scope
+from service.deps import ERROR_RESPONSES, EngineDep, parse_body, request_id
+from service.engine import Engine, GateInfo, UnknownModelError
+from service.openapi import json_body
+from service.routes.generate import DONE, sse, sse_error, sse_response
+from service.schemas import (
+    AssistantMessage,
+    ChatChoice,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ChunkChoice,
+    ChunkDelta,
+    CompletionChoice,
+    CompletionRequest,
+    CompletionResponse,
+    GuarditInfo,
+    ModelCard,
+    ModelList,
+    guardit_info,
+    openai_usage,
+)
+from steering import Generation
+
+router = APIRouter(tags=["openai"])
+ScopeDep = Annotated[str, Depends(require_scope("generate"))]
+_STARTED = int(time.time())
+
+#: Builds one chunk from (text delta, finish reason, guardit, usage).
+ChunkFn = Callable[[str | None, str | None, GuarditInfo | None, Any], BaseModel]
+
+
+def _check_model(engine: Engine, model: str) -> None:
+    if model != engine.model_id:
+        raise UnknownModelError(f"expected a model listed by GET /v1/models ({engine.model_id!r}), "
+                                f"found {model!r}")
+
+
+async def _chunks(stream: AsyncIterator[Any], chunk: ChunkFn, include_usage: bool) -> AsyncIterator[str]:
+    """OpenAI stream: a first chunk with the gate decision, one per delta, a last one with it again."""
+    info: GuarditInfo | None = None
+    try:
+        async for event in stream:
+            if isinstance(event, GateInfo):
+                info = guardit_info(event.steered, event.matched)
+                yield sse(chunk("", None, info, None))
+            elif isinstance(event, str):
+                yield sse(chunk(event, None, None, None))
+            elif isinstance(event, Generation):
+                yield sse(chunk(None, event.finish_reason, info, None))
+                if include_usage:
+                    yield sse(chunk(None, None, None, openai_usage(event)))
+    except Exception as exc:  # noqa: BLE001 - the status line is gone: report in-band
+        yield sse_error(exc)
+    yield DONE
+
+
+@router.get("/v1/models", response_model=ModelList, responses=ERROR_RESPONSES, summary="The served model")
+async def models(_key: ScopeDep, engine: EngineDep) -> ModelList:
+    """The one model this server serves (the ``model`` value the other routes accept)."""
+    return ModelList(data=[ModelCard(id=engine.model_id, created=_STARTED)])
+
+
+@router.post("/v1/chat/completions", response_model=ChatCompletionResponse, responses=ERROR_RESPONSES,
+             openapi_extra=json_body(ChatCompletionRequest), summary="OpenAI chat completions, steered")
+async def chat_completions(request: Request, _key: ScopeDep, engine: EngineDep) -> Any:
+    """OpenAI's chat body (``n`` must be 1); ``stream`` gives ``chat.completion.chunk`` events."""
+    body = await parse_body(request, ChatCompletionRequest)
+    _check_model(engine, body.model)
+    rid = request_id(request)
+    req = body.to_request(request_id=rid, route="/v1/chat/completions", cap=engine.settings.max_new_tokens)
+    base: dict[str, Any] = {"id": f"chatcmpl-{rid}", "created": int(time.time()), "model": body.model}
+    if body.stream:
+        def chunk(text: str | None, finish: str | None, info: GuarditInfo | None, usage: Any) -> BaseModel:
+            choices = [] if usage else [ChunkChoice(delta=ChunkDelta(
+                role="assistant" if text == "" else None, content=text), finish_reason=finish)]
+            return ChatCompletionChunk(**base, choices=choices, guardit=info, usage=usage)
+        include = bool(body.stream_options and body.stream_options.include_usage)
+        return sse_response(_chunks(engine.stream(req), chunk, include))
+    gen = await engine.generate(req)
+    return ChatCompletionResponse(**base, choices=[ChatChoice(message=AssistantMessage(content=gen.text),
+                                                              finish_reason=gen.finish_reason)],
+                                  usage=openai_usage(gen), guardit=guardit_info(gen.steered, gen.matched))
+
+
+@router.post("/v1/completions", response_model=CompletionResponse, responses=ERROR_RESPONSES,
+             openapi_extra=json_body(CompletionRequest),
+             summary="OpenAI text completions (raw prompt, no chat template), steered")
+async def completions(request: Request, _key: ScopeDep, engine: EngineDep) -> Any:
+    """OpenAI's completions body (``n`` must be 1); ``prompt`` is used verbatim."""
+    body = await parse_body(request, CompletionRequest)
+    _check_model(engine, body.model)
+    rid = request_id(request)
+    req = body.to_request(request_id=rid, route="/v1/completions", cap=engine.settings.max_new_tokens)
+    base: dict[str, Any] = {"id": f"cmpl-{rid}", "created": int(time.time()), "model": body.model}
+    if body.stream:
+        def chunk(text: str | None, finish: str | None, info: GuarditInfo | None, usage: Any) -> BaseModel:
+            choices = [] if usage else [CompletionChoice(text=text or "", finish_reason=finish)]
+            return CompletionResponse(**base, choices=choices, guardit=info, usage=usage)
+        include = bool(body.stream_options and body.stream_options.include_usage)
+        return sse_response(_chunks(engine.stream(req), chunk, include))
+    gen = await engine.generate(req)
+    choice = CompletionChoice(text=gen.text, finish_reason=gen.finish_reason)
+    return CompletionResponse(**base, choices=[choice],
+                              usage=openai_usage(gen), guardit=guardit_info(gen.steered, gen.matched))

