@@ -51,6 +51,9 @@ async def parse_body(request: Request, model: type[M]) -> M:
     raw = await request.body()
     try:
         data = json.loads(raw) if raw else None
+    except RecursionError as exc:  # json gives up on very deep nesting: bad input, not a server error
+        raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "input": None,
+                                       "msg": "expected a JSON object, found JSON nested too deeply"}]) from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         message = f"expected a JSON object, found invalid JSON ({exc})"
         raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "input": None,

@@ -72,11 +72,17 @@ def dotted(field: str | None) -> str | None:
     return None if field is None else _INDEX.sub(r".\1", field)
 
 
+_TYPE_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "none", "constrained-str"})
+
+
 def validation_field(loc: Sequence[Any]) -> str | None:
     """The dotted field of a pydantic error location, without its ``body``/``query`` prefix."""
     parts = [str(p) for p in loc]
     if parts and parts[0] in _LOCATIONS:
         parts = parts[1:]
+    # pydantic names the union member that failed ("str", "list[TextPart]", "function-after[...]");
+    # that is a type, not a field of the request.
+    parts = [p for p in parts if p not in _TYPE_TAGS and not any(c in p for c in "[(")]
     return ".".join(parts) or None
 
 

@@ -155,7 +155,7 @@ class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart]
+    content: str | Annotated[list[TextPart], Field(min_length=1)]
 
     def as_dict(self) -> dict[str, str]:
         """``{"role", "content"}`` for the chat template (``developer`` is a system turn)."""

@@ -82,6 +82,7 @@ def sse_events(response: Any) -> list[Any]:
     ({"prompt": "hi", "temperature": -1}, "temperature"),
     ({"prompt": "hi", "steer": False}, "steer"),
     ({"messages": [{"role": "robot", "content": "hi"}]}, "messages.0.role"),
+    ({"messages": [{"role": "user", "content": []}]}, "messages.0.content"),
 ])
 def test_generate_rejects_bad_fields_naming_them(client: TestClient, payload: dict[str, Any],
                                                 field: str) -> None:
