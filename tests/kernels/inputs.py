@@ -5,7 +5,13 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+import pytest
 from tolerances import ATOL
+
+from kernels.gated_redirect import HAS_TRITON
+
+#: Tests of the Triton path itself (interpreted on CPU) need triton installed.
+needs_triton = pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
 
 ON_CUDA = torch.cuda.is_available()
 DEVICE = torch.device("cuda" if ON_CUDA else "cpu")

@@ -12,8 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import HAS_TRITON
-from inputs import ON_CUDA
+from inputs import HAS_TRITON, ON_CUDA
 
 SCRIPT = r"""
 import pathlib, subprocess, sys

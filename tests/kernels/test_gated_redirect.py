@@ -10,8 +10,8 @@ import math
 
 import pytest
 import torch
-from conftest import needs_triton
 from inputs import (
+    needs_triton,
     DEVICE,
     N_VECTORS,
     ON_CUDA,

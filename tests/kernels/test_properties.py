@@ -9,8 +9,7 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from conftest import HAS_TRITON
-from inputs import DEVICE, assert_bit_identical, make_case, rows
+from inputs import HAS_TRITON, DEVICE, assert_bit_identical, make_case, rows
 from tolerances import RTOL
 
 from kernels import gated_redirect, gated_redirect_ref
