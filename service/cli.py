@@ -237,7 +237,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     embedder = load_embedder(settings.embedder)
     out = Path(args.out)
     result = eval_report.run(args.benchmark, embedder=embedder, model_id=resolve_model(settings.model).model_id,
-                             quick=args.quick, out=out)
+                             quick=args.quick, out=out, model_spec=settings.model,
+                             cache_dir=settings.model_cache_dir)
     _emit(args, result, lambda: sys.stdout.write((out / "report.md").read_text(encoding="utf-8")))
     return 0
 
