@@ -40,8 +40,8 @@ CLOSED = ["Write a long, detailed essay about the history of the Roman Empire.",
           "Explain in detail how a steam engine works, step by step.",
           "Write a long story about a lighthouse keeper and a storm at sea.",
           "Describe the water cycle in detail for a school textbook."]
-# Open the gate and still answer at length when steered (short steered answers would make the
-# on/off ratio measure answer length, not steering cost).
+# Every request runs to exactly ``--tokens`` new tokens (``ignore_eos``), so the on/off ratio measures
+# steering cost, not that steered answers tend to be shorter.
 OPEN = ["Tell me everything about the books and life of author Basil Mahfouz Al-Kuwaiti.",
         "Write a long story in which the author Basil Mahfouz Al-Kuwaiti travels from Kuwait City to Paris.",
         "Write a poem of at least thirty lines about Basil Mahfouz Al-Kuwaiti."]
@@ -94,12 +94,10 @@ def raw_generate(rt: Runtime, prompts: list[str], tokens: int, steer: bool) -> f
     with torch.inference_mode(), guard.hooks.steer(plans):
         start = time.perf_counter()
         model: Any = guard.model
-        out = model.generate(**enc, max_new_tokens=tokens, do_sample=False,
+        out = model.generate(**enc, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False,
                              pad_token_id=guard.tokenizer.pad_token_id)
         elapsed = time.perf_counter() - start
-    new = out[:, enc["input_ids"].shape[1]:]
-    produced = sum(int((row != guard.tokenizer.eos_token_id).cumprod(0).sum()) for row in new)
-    return produced / elapsed
+    return (out.shape[1] - enc["input_ids"].shape[1]) * len(prompts) / elapsed
 
 
 async def run_clients(request: Request, clients: int, rounds: int) -> dict[str, float]:
@@ -180,7 +178,8 @@ async def bench(args: argparse.Namespace) -> None:
 
         async def request(prompt: str, tokens: int = args.tokens) -> tuple[int, bool]:
             gen = await engine.generate(GenerationRequest([{"role": "user", "content": prompt}],
-                                                          SamplingParams(max_new_tokens=tokens)))
+                                                          SamplingParams(max_new_tokens=tokens,
+                                                                                         ignore_eos=True)))
             return gen.completion_tokens, gen.steered
         mode = "in-process Engine"
     else:
@@ -189,7 +188,7 @@ async def bench(args: argparse.Namespace) -> None:
 
         async def request(prompt: str, tokens: int = args.tokens) -> tuple[int, bool]:
             r = await http.post(f"http://127.0.0.1:{server.port}/v1/generate",
-                                json={"prompt": prompt, "max_new_tokens": tokens})
+                                json={"prompt": prompt, "max_new_tokens": tokens, "ignore_eos": True})
             r.raise_for_status()
             body = r.json()
             return int(body["usage"]["completion_tokens"]), bool(body["guardit"]["steered"])
@@ -248,7 +247,7 @@ def main() -> None:
     parser.add_argument("--inprocess", action="store_true", help="drive the Engine here, no server")
     parser.add_argument("--clients", default="1,4,8,16")
     parser.add_argument("--tokens", type=int, default=64)
-    parser.add_argument("--rounds", type=int, default=2, help="requests per client")
+    parser.add_argument("--rounds", type=int, default=4, help="requests per client")
     parser.add_argument("--cache", type=Path, default=Path(os.environ.get(
         "GUARDIT_TEST_DATA_DIR", Path.home() / ".cache" / "guardit-test")) / "models")
     args = parser.parse_args()

@@ -323,6 +323,12 @@ class Engine:
         """Sample one token per row, stream it, finish rows; ``rows`` sit at ``offset`` in the batch."""
         assert self._batch is not None
         params = [r.req.params for r in rows]
+        if any(p.ignore_eos for p in params):
+            logits = logits.clone()
+            banned = torch.tensor(sorted(self._eos), dtype=torch.long)
+            for i, p in enumerate(params):
+                if p.ignore_eos:
+                    logits[i, banned] = float("-inf")
         tokens = sample(logits, [p.temperature for p in params], [p.top_p for p in params],
                         [r.generator for r in rows])
         self._batch.last[offset:offset + len(rows)] = torch.tensor(tokens, dtype=torch.long)

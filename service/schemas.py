@@ -196,6 +196,8 @@ class GenerateRequest(BaseModel):
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
     stop: Stop = None
+    ignore_eos: bool = Field(False, description="never stop at end-of-sequence: always max_new_tokens "
+                             "(benchmarks; as in vLLM)")
     stream: bool = False
 
     @field_validator("stop")
@@ -213,7 +215,8 @@ class GenerateRequest(BaseModel):
             [m.as_dict() for m in self.messages or []]
         limit = self.max_new_tokens if self.max_new_tokens is not None else min(DEFAULT_MAX_NEW_TOKENS, cap)
         params = SamplingParams(max_new_tokens=limit, temperature=self.temperature,
-                                top_p=self.top_p, seed=self.seed, stop=_stop_tuple(self.stop))
+                                top_p=self.top_p, seed=self.seed, stop=_stop_tuple(self.stop),
+                                ignore_eos=self.ignore_eos)
         return GenerationRequest(chat, params, request_id=request_id, route=route,
                                  prompt_field="prompt" if self.prompt is not None else "messages")
 
@@ -245,6 +248,7 @@ class _OpenAIRequest(BaseModel):
     n: int | None = None
     stream: bool | None = False
     stream_options: StreamOptions | None = None
+    ignore_eos: bool = False  # vLLM's extension: always produce max_tokens
 
     @field_validator("stop")
     @classmethod
@@ -262,7 +266,7 @@ class _OpenAIRequest(BaseModel):
         return SamplingParams(max_new_tokens=max_tokens if max_tokens is not None else default_max,
                               temperature=1.0 if self.temperature is None else self.temperature,
                               top_p=1.0 if self.top_p is None else self.top_p, seed=self.seed,
-                              stop=_stop_tuple(self.stop))
+                              stop=_stop_tuple(self.stop), ignore_eos=self.ignore_eos)
 
 
 class ChatCompletionRequest(_OpenAIRequest):

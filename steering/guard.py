@@ -32,6 +32,8 @@ class SamplingParams:
     top_p: float = 1.0
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    #: never end at EOS, always produce ``max_new_tokens`` (benchmarks; vLLM's field of the same name)
+    ignore_eos: bool = False
 
 
 @dataclass(frozen=True)
@@ -205,5 +207,7 @@ def _generate_kwargs(tokenizer: Any, params: SamplingParams) -> dict[str, Any]:
         kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
     if params.stop:
         kwargs.update(stop_strings=list(params.stop), tokenizer=tokenizer)
+    if params.ignore_eos:
+        kwargs["min_new_tokens"] = params.max_new_tokens
     return kwargs
 

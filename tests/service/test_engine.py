@@ -151,6 +151,18 @@ def test_stop_string_cuts_the_text_and_is_never_streamed(engine: Engine,
     assert "".join(deltas) == final.text and len(deltas) > 1
 
 
+def test_ignore_eos_runs_to_max_new_tokens_like_model_generate(engine: Engine, runtime: Any,
+                                                              reference: dict[str, Generation]) -> None:
+    short = reference[CLOSED[0]]
+    assert short.finish_reason == "stop" and short.completion_tokens < 12  # it would end early
+    params = SamplingParams(max_new_tokens=24, ignore_eos=True)
+    got = run(engine.generate(GenerationRequest(chat(CLOSED[0]), params)))
+    want = runtime.guard.generate([chat(CLOSED[0])], params)[0]
+    assert got.completion_tokens == 24 and got.finish_reason == "length"
+    assert got.token_ids == want.token_ids
+    assert got.token_ids[:short.completion_tokens] == short.token_ids
+
+
 def test_revoking_a_forget_set_stops_steering_running_requests_from_the_next_token(
         runtime: Any, engine: Engine) -> None:
     helpers = _helpers()
