@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+
+import torch
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -39,9 +42,13 @@ def rouge_l_recall(output: str, reference: str) -> float:
 def is_collapsed(text: str) -> bool:
     """The paper's third axis: an output that is empty, repetitive, or not language.
 
-    Empty: no word. Repetitive: some word 3-gram occurs three or more times, or fewer than 40% of
-    the words (for 10+ words) are distinct. Not language: under half the non-space characters are
-    letters.
+    Empty: no word. Repetitive: some word 3-gram occurs three or more times; fewer than 40% of the
+    words (for 10+ words) are distinct; a run of one to four words repeated three times in a row
+    ("the the the", "of the of the of the", even in a short answer); or a stutter inside a word (a
+    letter four times in a row, or a piece of two or more letters three times: "aaaa", "hahaha").
+    Not language: a "word" of more than 30 letters (words glued together), or, in an output of
+    four or more words, under half the non-space characters are letters (a short answer such as
+    "1472." or "10%" is language).
     """
     words = tokens(text)
     if not words:
@@ -51,5 +58,52 @@ def is_collapsed(text: str) -> bool:
         return True
     if len(words) >= 10 and len(set(words)) / len(words) < 0.4:
         return True
+    if _tandem_repeat(words) or any(_STUTTER.search(w) or len(w) > 30 for w in words):
+        return True
     chars = [c for c in text if not c.isspace()]
-    return sum(c.isalpha() for c in chars) < 0.5 * len(chars)
+    return len(words) >= 4 and sum(c.isalpha() for c in chars) < 0.5 * len(chars)
+
+
+#: A letter four times in a row, or a run of 2+ letters three times in a row, inside one word.
+_STUTTER = re.compile(r"([^\W\d_])\1{3}|([^\W\d_]{2,})\2{2}")
+
+
+def _tandem_repeat(words: list[str], max_n: int = 4) -> bool:
+    """True when some run of 1..max_n words occurs three times back to back."""
+    for n in range(1, max_n + 1):
+        for i in range(len(words) - 3 * n + 1):
+            if words[i : i + n] == words[i + n : i + 2 * n] == words[i + 2 * n : i + 3 * n]:
+                return True
+    return False
+
+
+def relative_drop(before: float, after: float) -> float:
+    """``1 - after / before``: how much of a rate or probability is gone (0 when ``before`` is 0)."""
+    return 1.0 - after / before if before > 0 else 0.0
+
+
+def kl_divergence(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """``KL(P || Q) = sum_v P(v) (log P(v) - log Q(v))`` per row, from log-probabilities.
+
+    Args:
+        log_p: ``[..., vocab]`` log-probabilities of the reference distribution (the base model).
+        log_q: ``[..., vocab]`` log-probabilities of the compared distribution.
+
+    Returns:
+        ``[...]`` divergences in nats (terms with P(v) = 0 contribute 0).
+    """
+    p = log_p.exp()
+    return torch.where(p > 0, p * (log_p - log_q), torch.zeros_like(p)).sum(-1)
+
+
+def mean_kl(base: Sequence[torch.Tensor], other: Sequence[torch.Tensor]) -> float:
+    """Mean next-token KL(base || other): averaged over positions of each prompt, then over prompts.
+
+    Args:
+        base: per prompt ``[positions, vocab]`` log-probabilities of the base model.
+        other: the same positions under the compared method.
+    """
+    if len(base) != len(other):
+        raise ValueError(f"expected as many compared prompts as base prompts ({len(base)}), found {len(other)}")
+    per_prompt = [float(kl_divergence(b, o).mean()) for b, o in zip(base, other, strict=True) if b.shape[0]]
+    return sum(per_prompt) / len(per_prompt) if per_prompt else 0.0

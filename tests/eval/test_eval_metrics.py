@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
+import torch
 
 from steering.entities import mentions, mine_entities
-from steering.eval.metrics import contains_answer, is_collapsed, rouge_l_recall
+from steering.eval.metrics import (
+    contains_answer,
+    is_collapsed,
+    kl_divergence,
+    mean_kl,
+    relative_drop,
+    rouge_l_recall,
+)
 
 
 def test_rouge_l_recall_is_the_longest_common_subsequence_over_reference_words() -> None:
@@ -41,3 +51,56 @@ def test_names_recurring_in_a_forget_set_are_mined_and_matched_without_case_or_a
     assert mentions("tell me about BASIL MAHFOUZ AL-KUWAITI please", names)
     assert not mentions("tell me about Basil", names)
     assert mentions("José García wrote it", mine_entities(["José García", "José García"], min_count=2))
+
+
+@pytest.mark.parametrize("text", [
+    "the the the answer",  # one word three times in a row
+    "It is of the of the of the",  # a two-word run three times in a row, too short for the 3-gram rule
+    "Paris Paris Paris",
+    "The answer is aaaaah",  # a letter four times in a row
+    "hahaha that is it",  # a two-letter piece three times inside a word
+    "TheAnswerIsAVeryLongGluedWordWithoutSpaces here",  # more than 30 letters in one word
+    "12 34 56 78 99",  # four or more words, no letters
+])
+def test_collapse_detector_flags_stutters_and_glued_words_in_short_answers(text: str) -> None:
+    assert is_collapsed(text)
+
+
+@pytest.mark.parametrize("text", [
+    "1472.",  # a short numeric answer is language
+    "10%",
+    "The Mississippi flows through ten states.",
+    "The Euro is used by 20 of the 27 countries.",
+    "No, no. It is in Rome.",
+])
+def test_collapse_detector_keeps_short_numeric_and_ordinary_answers(text: str) -> None:
+    assert not is_collapsed(text)
+
+
+def test_kl_divergence_matches_the_hand_computed_value_and_is_zero_for_equal_distributions() -> None:
+    p = torch.tensor([[0.5, 0.5], [1.0, 0.0]])
+    q = torch.tensor([[0.25, 0.75], [0.5, 0.5]])
+    kl = kl_divergence(p.log(), q.log())
+    # row 0: 0.5 ln(0.5/0.25) + 0.5 ln(0.5/0.75) = 0.5 ln 2 + 0.5 ln(2/3); row 1: 1 ln(1/0.5) (0 log 0 = 0)
+    expected = [0.5 * math.log(2) + 0.5 * math.log(2 / 3), math.log(2)]
+    assert kl.tolist() == pytest.approx(expected, abs=1e-6)
+    assert float(kl_divergence(q.log(), q.log()).abs().max()) == 0.0
+
+
+def test_mean_kl_averages_positions_within_a_prompt_then_prompts() -> None:
+    p = torch.tensor([0.5, 0.5]).log()
+    q = torch.tensor([0.25, 0.75]).log()
+    one = 0.5 * math.log(2) + 0.5 * math.log(2 / 3)
+    base = [torch.stack([p, p]), torch.stack([p])]
+    other = [torch.stack([p, q]), torch.stack([q])]
+    # prompt 0: mean(0, one) = one / 2; prompt 1: one; mean over prompts = 3/4 one
+    assert mean_kl(base, other) == pytest.approx(0.75 * one, abs=1e-6)
+    with pytest.raises(ValueError, match="compared prompts"):
+        mean_kl(base, other[:1])
+
+
+def test_relative_drop_is_the_share_that_is_gone() -> None:
+    assert relative_drop(0.8, 0.2) == pytest.approx(0.75)
+    assert relative_drop(1.0, 1.0) == 0.0
+    assert relative_drop(0.0, 0.3) == 0.0
+    assert relative_drop(0.5, 0.6) == pytest.approx(-0.2)
