@@ -41,9 +41,10 @@ def answer_all(guard: Guard, items: Sequence[KnowledgeItem], *, steer: bool, max
     return outputs
 
 
-def select_known(guard: Guard, items: Sequence[KnowledgeItem], *, max_new_tokens: int = 24) -> list[KnowledgeItem]:
+def select_known(guard: Guard, items: Sequence[KnowledgeItem], *, max_new_tokens: int = 24,
+                 batch_size: int = 16) -> list[KnowledgeItem]:
     """Run the base model (no steering) and mark the items whose answer contains the reference."""
-    outputs = answer_all(guard, items, steer=False, max_new_tokens=max_new_tokens)
+    outputs = answer_all(guard, items, steer=False, max_new_tokens=max_new_tokens, batch_size=batch_size)
     return [replace(item, base_output=out, known=contains_answer(out, item.answer))
             for item, out in zip(items, outputs, strict=True)]
 
