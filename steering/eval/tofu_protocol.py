@@ -32,7 +32,12 @@ UTILITY_SPLITS: tuple[str, ...] = ("retain_perturbed", "real_authors_perturbed",
 
 
 # -- answer log-probabilities ---------------------------------------------------------------------
-def encode_qa(tokenizer: Any, question: str, answer: str) -> tuple[list[int], int]:
+def user_turn(question: str, system: str | None = None) -> list[dict[str, str]]:
+    """The chat for one question: an optional system message, then the question as the user turn."""
+    return ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
+
+
+def encode_qa(tokenizer: Any, question: str, answer: str, system: str | None = None) -> tuple[list[int], int]:
     """Token ids of ``question`` as the user turn (chat template, generation prompt) then ``answer``.
 
     The two parts are tokenized separately and concatenated, so the answer tokens are the same
@@ -41,8 +46,7 @@ def encode_qa(tokenizer: Any, question: str, answer: str) -> tuple[list[int], in
     Returns:
         (ids, n_prompt): all ids and how many of them belong to the prompt.
     """
-    prompt = tokenizer(chat_prompt(tokenizer, [{"role": "user", "content": question}]),
-                       add_special_tokens=False)["input_ids"]
+    prompt = tokenizer(chat_prompt(tokenizer, user_turn(question, system)), add_special_tokens=False)["input_ids"]
     answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
     return list(prompt) + list(answer_ids), len(prompt)
 
@@ -70,7 +74,8 @@ def _batches(order: list[int], size: int) -> Iterator[list[int]]:
 
 @torch.no_grad()
 def answer_logprobs(model: torch.nn.Module, tokenizer: Any, pairs: Sequence[tuple[str, str]], *,
-                    batch_size: int = 8, steer_ctx: SteerCtx | None = None) -> list[tuple[float, int]]:
+                    batch_size: int = 8, steer_ctx: SteerCtx | None = None,
+                    system: str | None = None) -> list[tuple[float, int]]:
     """``(sum log P(answer tokens | question), n_answer_tokens)`` for many (question, answer) pairs.
 
     Pairs are sorted by length into left-padded batches (less padding); only answer tokens count.
@@ -83,8 +88,9 @@ def answer_logprobs(model: torch.nn.Module, tokenizer: Any, pairs: Sequence[tupl
         pairs: (question, answer) texts.
         batch_size: rows per forward pass.
         steer_ctx: optional ``steer_ctx(questions)`` entered around each batch's forward pass.
+        system: optional system message before each question (the refusal-prompt baseline).
     """
-    encoded = [encode_qa(tokenizer, q, a) for q, a in pairs]
+    encoded = [encode_qa(tokenizer, q, a, system) for q, a in pairs]
     order = sorted(range(len(pairs)), key=lambda i: len(encoded[i][0]))
     out: list[tuple[float, int]] = [(0.0, 0)] * len(pairs)
     device = next(model.parameters()).device
@@ -225,7 +231,7 @@ class SplitResult:
 def evaluate_split(model: torch.nn.Module, tokenizer: Any, rows: Sequence[dict[str, Any]], *, split: str,
                    generate_fn: GenerateFn | None, steer_ctx: SteerCtx | None = None, forget: bool = False,
                    batch_size: int = 8, truth_ratio_mean: Literal["arithmetic", "geometric"] = "arithmetic",
-                   ) -> SplitResult:
+                   system: str | None = None) -> SplitResult:
     """TOFU numbers on one split (config/eval_everything.yaml of locuslab/tofu).
 
     Rows with ``paraphrased_answer`` (forget/retain) compare perturbed answers with the paraphrase
@@ -248,7 +254,8 @@ def evaluate_split(model: torch.nn.Module, tokenizer: Any, rows: Sequence[dict[s
         pairs.extend((q, p) for p in row["perturbed_answer"])
         slots.append((a_idx, base_idx, pert))
     probs = [answer_probability(s, n) for s, n in
-             answer_logprobs(model, tokenizer, pairs, batch_size=batch_size, steer_ctx=steer_ctx)]
+             answer_logprobs(model, tokenizer, pairs, batch_size=batch_size, steer_ctx=steer_ctx,
+                                             system=system)]
     ratios, answer_probs, reported = [], [], []
     for row, (a_idx, base_idx, pert) in zip(rows, slots, strict=True):
         p_pert = [probs[j] for j in pert]
@@ -274,7 +281,8 @@ def evaluate_tofu(model: torch.nn.Module, tokenizer: Any, generate_fn: GenerateF
                   forget_split: str = FORGET_SPLIT, utility_splits: Sequence[str] = UTILITY_SPLITS,
                   reference_truth_ratios: Sequence[float] | None = None, steer_ctx: SteerCtx | None = None,
                   max_rows: int | None = None, batch_size: int = 8, data_root: Path | None = None,
-                  truth_ratio_mean: Literal["arithmetic", "geometric"] = "arithmetic") -> dict[str, Any]:
+                  truth_ratio_mean: Literal["arithmetic", "geometric"] = "arithmetic",
+                  system: str | None = None) -> dict[str, Any]:
     """The TOFU protocol on one model: forget split plus utility splits.
 
     Args:
@@ -290,6 +298,8 @@ def evaluate_tofu(model: torch.nn.Module, tokenizer: Any, generate_fn: GenerateF
         batch_size: rows per forward pass.
         data_root: benchmark data folder (default: the checkout's ``data/``).
         truth_ratio_mean: see ``truth_ratio``.
+        system: optional system message before every question (probabilities; pass the same one to
+            ``greedy_generate_fn`` for the generations).
 
     Returns:
         ``{"splits": {name: SplitResult as dict}, "model_utility", "forget_quality" (None without a
@@ -300,7 +310,8 @@ def evaluate_tofu(model: torch.nn.Module, tokenizer: Any, generate_fn: GenerateF
         rows = tofu(name, data_root)[:max_rows]
         results[name] = evaluate_split(model, tokenizer, rows, split=name, generate_fn=generate_fn,
                                        steer_ctx=steer_ctx, forget=name == forget_split,
-                                       batch_size=batch_size, truth_ratio_mean=truth_ratio_mean)
+                                       batch_size=batch_size, truth_ratio_mean=truth_ratio_mean,
+                                       system=system)
     forget = results[forget_split]
     quality = None
     if reference_truth_ratios is not None:
@@ -329,13 +340,14 @@ def guard_steer_ctx(guard: Any, state: GateState | None = None) -> SteerCtx:
 
 
 def greedy_generate_fn(model: torch.nn.Module, tokenizer: Any, *, max_new_tokens: int = 128,
-                       batch_size: int = 8, steer_ctx: SteerCtx | None = None) -> GenerateFn:
+                       batch_size: int = 8, steer_ctx: SteerCtx | None = None,
+                       system: str | None = None) -> GenerateFn:
     """``generate_fn`` that answers each question greedily as a user turn in the chat template."""
     @torch.no_grad()
     def generate(questions: Sequence[str]) -> list[str]:
         out = [""] * len(questions)
-        prompts = [tokenizer(chat_prompt(tokenizer, [{"role": "user", "content": q}]),
-                             add_special_tokens=False)["input_ids"] for q in questions]
+        prompts = [tokenizer(chat_prompt(tokenizer, user_turn(q, system)), add_special_tokens=False)["input_ids"]
+                   for q in questions]
         order = sorted(range(len(questions)), key=lambda i: len(prompts[i]))
         device = next(model.parameters()).device
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
