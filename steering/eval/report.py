@@ -17,6 +17,7 @@ from typing import Any
 
 from steering.errors import ConfigError
 from steering.eval import gate_bench
+from steering.eval import muse_bench, world_knowledge, world_knowledge_report
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +119,12 @@ def _gate_plots(section: dict[str, Any], out: Path) -> list[Path]:
 BENCHMARKS: dict[str, Benchmark] = {
     "tofu-gate": Benchmark(run=lambda ctx: gate_bench.run(ctx.embedder, quick=ctx.quick),
                            markdown=_gate_markdown, plots=_gate_plots),
+    "world-knowledge": Benchmark(run=world_knowledge.run, markdown=world_knowledge_report.markdown,
+                                 plots=world_knowledge_report.plots),
+    "world-knowledge-int8": Benchmark(run=world_knowledge.run_int8,
+                                      markdown=world_knowledge_report.markdown_int8,
+                                      plots=world_knowledge_report.plots_int8),
+    "muse-knowmem": Benchmark(run=muse_bench.run, markdown=muse_bench.markdown, plots=muse_bench.plots),
 }
 
 
