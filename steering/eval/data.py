@@ -29,3 +29,12 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 def tofu(split: str, root: Path | None = None) -> list[dict[str, Any]]:
     """A TOFU split by name, e.g. ``forget01_perturbed``, ``world_facts``, ``retain90``."""
     return read_jsonl(data_dir(root) / "tofu" / f"{split}.jsonl")
+
+
+def rwku(name: str, root: Path | None = None) -> list[dict[str, Any]]:
+    """An RWKU file by name, e.g. ``targets``, ``forget_level3``, ``neighbor_level1``,
+    ``forget_corpus_passage`` (rows in target order; see ``data/README.md``)."""
+    path = data_dir(root) / "rwku" / f"{name}.jsonl"
+    if not path.is_file():
+        raise SteeringError(f"expected RWKU data at {path}, found none", field="data")
+    return read_jsonl(path)
