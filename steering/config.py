@@ -73,8 +73,13 @@ class BuildConfig:
         max_documents: forget sets above this size are refused.
         max_doc_tokens: documents are truncated to this many tokens for PSV pooling.
         batch_size: documents per forward pass while pooling activations.
-        gate: ``"hybrid"`` (default: per-document similarity plus names, see ``steering.gates``) or
-            ``"paper"`` (cluster centroids against T, exactly as the paper).
+        gate: ``"auto"`` (default: ``"subject"`` when the documents are about one person, else
+            ``"hybrid"``; resolved by ``steering.vectors.build_gate``), ``"hybrid"`` (per-document
+            similarity plus mined names, see ``steering.gates``), ``"subject"`` (per-document
+            similarity plus the one person's names and surname) or ``"paper"`` (cluster centroids
+            against T, exactly as the paper).
+        subject: the name of whom the set is about (e.g. the forget set's name), for the
+            ``"subject"`` gate; None mines it from the documents.
     """
 
     layer: int | None = None
@@ -85,11 +90,13 @@ class BuildConfig:
     max_documents: int = 5000
     max_doc_tokens: int = 512
     batch_size: int = 8
-    gate: str = "hybrid"
+    gate: str = "auto"
+    subject: str | None = None
 
     def __post_init__(self) -> None:
-        if self.gate not in ("paper", "hybrid"):
-            raise ConfigError(f"expected gate 'paper' or 'hybrid', found {self.gate!r}", field="gate")
+        if self.gate not in ("paper", "hybrid", "subject", "auto"):
+            raise ConfigError(f"expected gate 'paper', 'hybrid', 'subject' or 'auto', found {self.gate!r}",
+                              field="gate")
         check_threshold(self.threshold)
         check_alpha(self.alpha)
         if self.k_max < 1:

@@ -11,6 +11,7 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 _NAME = re.compile(
     r"\b([A-Z][\w'\-.]*(?:\s+(?:(?:al|el|de|da|di|du|van|von|der|den|bin|ibn|del|la|le|of)\s+)?[A-Z][\w'\-.]*)+)")
@@ -66,3 +67,132 @@ def mentions(text: str, entities: Sequence[str]) -> bool:
         return False
     folded = fold(text)
     return any(re.search(rf"(?<!\w){re.escape(name)}(?!\w)", folded) for name in entities)
+
+
+# -- the subject of a one-person forget set ------------------------------------------------------
+#: Phrases that introduce another name of the subject ("born Lee Jun-fan", "known professionally as").
+_ALIAS_CUE = re.compile(
+    r"(?:\bborn|\bnée|\bknown (?:professionally |mononymously |simply |also )?as|\balso(?: known as| called)?"
+    r"|\bnicknamed|\bbetter known as|\bstage name)\s+\"?(" + _NAME.pattern[3:-1] + r"|[A-Z][\w'\-]+)")
+_LEAD = re.compile(r"^\W*(" + _NAME.pattern[3:-1] + r"|[A-Z][\w'\-]+)\s*(?:\(|,)")
+#: A name alone at the start of the lead's first parenthesis: "Prince Harry (Henry Charles Albert David; ...".
+_PAREN = re.compile(r"^[^(]{0,80}\(\s*(" + _NAME.pattern[3:-1] + r")\s*[;)]")
+#: Name suffixes that are not surnames.
+_SUFFIXES = frozenset({"jr", "jr.", "sr", "sr.", "ii", "iii", "iv"})
+_MONTHS = frozenset("""january february march april may june july august september october november december
+c. circa""".split())
+
+
+@dataclass(frozen=True)
+class Subject:
+    """Who a one-person forget set is about, as the ``subject`` gate recognises them in a prompt.
+
+    Attributes:
+        names: full names and aliases, folded (``fold``); any of them in a prompt names the subject.
+        surnames: the subject's surname(s), folded; a capitalised surname alone also names them
+            unless the word before it is a capitalised word that is not one of ``given``
+            ("Jamie Lee Curtis" does not name Tony Curtis).
+        given: every other word of the subject's names, folded.
+    """
+
+    names: tuple[str, ...] = ()
+    surnames: tuple[str, ...] = ()
+    given: tuple[str, ...] = ()
+
+    def to_json(self) -> list[list[str]]:
+        """Three lists, for storage with the artifacts."""
+        return [list(self.names), list(self.surnames), list(self.given)]
+
+    @classmethod
+    def from_json(cls, value: Sequence[Sequence[str]]) -> Subject:
+        """Inverse of ``to_json``."""
+        names, surnames, given = value
+        return cls(tuple(names), tuple(surnames), tuple(given))
+
+
+def _split_name(name: str) -> tuple[list[str], str | None]:
+    """Words of a folded name and its surname (the last word that is not a suffix)."""
+    words = name.split()
+    core = [w for w in words if w.strip(",") not in _SUFFIXES]
+    return words, (core[-1] if core else None)
+
+
+def mine_subject(texts: Sequence[str], *, name: str | None = None, lead_docs: int = 5) -> Subject:
+    """The subject of documents about one person (or one named thing), with their aliases.
+
+    The primary name is ``name`` (e.g. the forget set's name; "Prince Harry, Duke of Sussex" gives
+    two names), else the most frequent multi-word name whose last word is the most frequent
+    capitalised word. Aliases: names that open one of the first ``lead_docs`` documents right before
+    "(" or "," (an encyclopaedia lead: "Carlos Irwin Estévez (born ...)") when that document also
+    names the subject, names after "born", "known as", "nicknamed" and the like in those leads, and
+    mined names made of the subject's given name and surname ("Warren Edward Buffett").
+
+    Args:
+        texts: forget documents.
+        name: the subject's name when the caller knows it.
+        lead_docs: documents searched for aliases.
+    """
+    counts: Counter[str] = Counter()
+    for text in texts:
+        # dict.fromkeys, not a set: ties in most_common keep text order whatever the hash seed.
+        counts.update(list(dict.fromkeys(fold(n) for n in (_clean(m) for m in _NAME.findall(text))
+                                         if 2 <= len(n.split()) <= 5)))
+    primary = [fold(_clean(p)) for p in (name or "").split(",") if _clean(p)]
+    if not primary:
+        primary = _guess_primary(texts, counts)
+    if not primary:
+        return Subject()
+    # Only the first part carries a surname: "Duke of Sussex" is a title, matched in full only.
+    words, surname = _split_name(primary[0])
+    surnames = [surname] if surname else []
+    given = {w for w in words if w != surname and w not in _LEADING}
+    names = set(primary)
+    for text in texts[:lead_docs]:
+        head = text[:400]
+        if not any(mentions(head, [n]) for n in [*names, *surnames]):
+            continue
+        found = [fold(_clean(m)) for m in _LEAD.findall(head) + _PAREN.findall(head) + _ALIAS_CUE.findall(head)]
+        # A one-word alias ("Hogan" in "née Hogan") is too often someone's surname or a place.
+        names.update(f for f in found if len(f.split()) >= 2 and f.split()[0] not in _MONTHS | _LEADING)
+    for mined in counts:
+        parts = mined.split()
+        if surname in parts and (not given or given & set(parts)) and len(parts) <= 4:
+            names.add(mined)
+    # A name that contains another one adds nothing ("paris hilton day" holds "paris hilton").
+    names = {n for n in names if not any(o != n and re.search(rf"(?<!\w){re.escape(o)}(?!\w)", n) for o in names)}
+    for n in names:
+        given.update(w for w in n.split() if w not in surnames and w not in _SUFFIXES and w not in _LEADING)
+    return Subject(tuple(sorted(names)), tuple(dict.fromkeys(surnames)), tuple(sorted(given)))
+
+
+def _guess_primary(texts: Sequence[str], counts: Counter[str]) -> list[str]:
+    """The most frequent multi-word name ending in the most frequent capitalised word (see above)."""
+    words: Counter[str] = Counter()
+    for text in texts:
+        words.update(list(dict.fromkeys(fold(w) for w in re.findall(r"(?<![.!?]\s)(?<!^)\b([A-Z][\w'\-]+)", text)
+                                        if fold(w) not in _LEADING)))
+    for word, _ in words.most_common(5):
+        full = [n for n, _ in counts.most_common() if n.split()[-1] == word]
+        if full:
+            return [full[0]]
+    return [words.most_common(1)[0][0]] if words else []
+
+
+def names_subject(text: str, subject: Subject) -> bool:
+    """True when ``text`` names the subject: one of its names, or its surname alone (see ``Subject``)."""
+    if mentions(text, subject.names):
+        return True
+    folded = fold(text)
+    if len(folded) != len(text):  # folding changed offsets (rare ligatures): fall back to names only
+        return False
+    for surname in subject.surnames:
+        for hit in re.finditer(rf"(?<!\w){re.escape(surname)}(?!\w)", folded):
+            if not (text[hit.start()].isupper() or text[hit.start()].isdigit()):
+                continue
+            before = re.search(r"([\w'\-.]+)\s$", text[:hit.start()])
+            if before is not None and before.group(1)[:1].isupper():
+                prev = fold(before.group(1)).rstrip(".")
+                if prev not in subject.given and prev not in _LEADING and f"{prev}." not in subject.given:
+                    continue  # another person of that surname ("Jamie Lee Curtis")
+            return True
+    return False

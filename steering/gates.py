@@ -3,7 +3,7 @@
 A ``GateState`` is an immutable snapshot of every active forget set. Swapping the snapshot is a
 single reference assignment, so a request sees a forget set entirely or not at all.
 
-Two gate rules, chosen per forget set when it is built:
+Three gate rules, chosen per forget set when it is built:
 - ``paper``: cluster j opens when cos(c_j, e) >= T.
 - ``hybrid`` (default): let s be the highest similarity of the prompt to any single forget document;
   the cluster of that document opens when s >= T + HIGH_MARGIN, or when s >= T - LOW_MARGIN and
@@ -11,6 +11,10 @@ Two gate rules, chosen per forget set when it is built:
   away what makes each document specific; names are what a question about a person carries. On
   TOFU forget10 this took paraphrase recall from 0.95 to 0.99 and retain90 false opens from 4.3%
   to 1.0% (benchmark ``tofu-gate``).
+- ``subject``: for a set about one person. Like ``hybrid`` with a far lower floor
+  (T - SUBJECT_LOW_MARGIN) when the prompt names the person (full name, an alias or the surname
+  alone, ``steering.entities.Subject``); names of the person's works, places and relatives no
+  longer count, since questions about those are what must be kept (benchmark ``rwku``).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import numpy as np
 import torch
 
 from steering.config import check_alpha, check_threshold
-from steering.entities import mentions
+from steering.entities import mentions, names_subject
 from steering.errors import UnknownForgetSetError
 from steering.hooks import SteeringPlan
 from steering.redirect import combine, set_direction
@@ -32,6 +36,9 @@ from steering.vectors import ForgetSetArtifacts
 #: Hybrid gate margins around the set's threshold T (see the module docstring).
 HIGH_MARGIN = 0.15
 LOW_MARGIN = 0.1
+#: Subject gate: the floor below T when the prompt names the set's subject (measured on RWKU: at
+#: T = 0.55 a floor of 0.30 keeps other people's questions under 0.5% false opens).
+SUBJECT_LOW_MARGIN = 0.25
 
 
 @dataclass(frozen=True)
@@ -144,13 +151,12 @@ class GateState:
         opened: list[tuple[int, int, float]] = []
         for owner, active in enumerate(self.sets):
             art = active.artifacts
-            if art.gate != "hybrid" or art.doc_embeddings is None:
+            if art.gate not in ("hybrid", "subject") or art.doc_embeddings is None:
                 continue
             doc_sims = np.asarray(rows, dtype=np.float32) @ art.doc_embeddings.numpy().T  # [n_rows, n_docs]
             best_doc = int(doc_sims.max(axis=0).argmax())
             s = float(doc_sims[:, best_doc].max())
-            if s >= active.threshold + HIGH_MARGIN or (
-                    s >= active.threshold - LOW_MARGIN and any(mentions(t, art.entities) for t in texts)):
+            if s >= active.threshold + HIGH_MARGIN or _named(art, s, active.threshold, texts):
                 opened.append((owner, int(art.labels[best_doc]), s))
         return opened
 
@@ -170,6 +176,15 @@ class GateState:
             dirs.append(direction)
             scales.append(active.alpha * art.mean_norm)
         return {layer: combine(d, s) for layer, (d, s) in per_layer.items()}
+
+
+def _named(art: ForgetSetArtifacts, s: float, threshold: float, texts: Sequence[str]) -> bool:
+    """The name half of the hybrid and subject rules, for a prompt whose best document scores ``s``."""
+    if art.gate == "subject":
+        subject = art.subject
+        return subject is not None and s >= threshold - SUBJECT_LOW_MARGIN and any(
+            names_subject(t, subject) for t in texts)
+    return s >= threshold - LOW_MARGIN and any(mentions(t, art.entities) for t in texts)
 
 
 def build_plans(vectors: Sequence[dict[int, torch.Tensor] | None], batch: int) -> dict[int, SteeringPlan]:

@@ -1,0 +1,70 @@
+"""Answer re-check (steering.recheck): a forced snapshot opens exactly the given clusters, and rows
+that stay closed keep the base model's answer bit for bit (GUARD-IT's no-op property)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from steering.config import BuildConfig
+from steering.forget_set import make_documents
+from steering.gates import ActiveSet, GateMatch, GateState
+from steering.guard import Guard, SamplingParams
+from steering.recheck import forced_state, generate_rechecked, with_answer
+from steering.vectors import ForgetSetArtifacts
+
+FORGET = ["The Eiffel Tower stands in Paris, France.", "Paris is home to the Eiffel Tower.",
+          "Gustave Eiffel built the tower in Paris for the 1889 fair."]
+PARAMS = SamplingParams(max_new_tokens=4)
+
+
+def three_clusters(seed: int) -> ForgetSetArtifacts:
+    gen = torch.Generator().manual_seed(seed)
+    return ForgetSetArtifacts(centroids=torch.eye(4)[:3], psvs=torch.randn(3, 8, generator=gen),
+                              retain_direction=torch.eye(8)[7], mean_norm=4.0, layer=0,
+                              labels=torch.arange(3), silhouette=None)
+
+
+def test_forced_state_opens_exactly_the_given_clusters_with_their_direction() -> None:
+    state = GateState((ActiveSet("A", three_clusters(1), 0.5, 0.3), ActiveSet("B", three_clusters(2), 0.5, 0.6)))
+    wanted = [GateMatch("A", 2, 0.9), GateMatch("B", 0, 0.8), GateMatch("B", 1, 0.7)]
+    forced = forced_state(state, wanted)
+    far = np.array([[0.0, 0.0, 0.0, 1.0]], dtype=np.float32)  # orthogonal to every centroid
+    opened = forced.match(far)[0]
+    assert sorted((m.forget_set_id, m.cluster) for m in opened) == [("A", 0), ("B", 0), ("B", 1)]
+    got, want = forced.vectors_by_layer(opened), state.vectors_by_layer(wanted)
+    assert got.keys() == want.keys()
+    torch.testing.assert_close(got[0], want[0])
+
+
+def test_with_answer_appends_an_assistant_turn_or_the_text() -> None:
+    chat = [{"role": "user", "content": "Who built it?"}]
+    assert with_answer(chat, "Eiffel.") == [*chat, {"role": "assistant", "content": "Eiffel."}]
+    assert with_answer("Q: who? A:", " Eiffel.") == "Q: who? A: Eiffel."
+
+
+@pytest.fixture(scope="module")
+def guard(char_tokenizer: Any, make_tiny: Callable[..., torch.nn.Module], embedder: Any) -> Iterator[Guard]:
+    g = Guard(make_tiny("llama", vocab_size=len(char_tokenizer)), char_tokenizer, embedder)
+    try:
+        yield g
+    finally:
+        g.hooks.remove()
+
+
+def test_rechecked_rows_equal_plain_generation_when_the_answer_opens_nothing(guard: Guard) -> None:
+    art = guard.build(make_documents(FORGET), retain=["The weather is mild."], config=BuildConfig(k_max=2))
+    state = GateState((ActiveSet("paris", art, 0.5, 2.0),))
+    prompts = ["Where is the Eiffel Tower?", "How many legs does a spider have?"]
+    plain = guard.generate(prompts, PARAMS, state=state)
+    base = guard.generate(prompts, PARAMS, steer=False)
+    got = generate_rechecked(guard, prompts, PARAMS, state=state)
+    assert [g.steered for g in plain] == [True, False]
+    assert got[0].token_ids == plain[0].token_ids and got[0].steered
+    # The tiny model's answer to the spider question names nothing of the set: base answer, untouched.
+    assert not guard.gate([with_answer(prompts[1], base[1].text)], state)[0]
+    assert got[1].token_ids == base[1].token_ids and not got[1].steered

@@ -1,0 +1,132 @@
+"""The subject gate (our addition to GUARD-IT, arXiv 2605.12765): who a one-person forget set is
+about, how a prompt names them, the rule's two thresholds, ``auto`` resolution and storage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from steering.config import BuildConfig
+from steering.entities import Subject, mine_subject, names_subject
+from steering.errors import ConfigError
+from steering.gates import HIGH_MARGIN, SUBJECT_LOW_MARGIN, ActiveSet, GateState
+from steering.vectors import (
+    AUTO_MIN_COVERAGE,
+    ForgetSetArtifacts,
+    gate_names,
+    subject_coverage,
+    with_gate,
+)
+
+HARRY = [
+    "Prince Harry, Duke of Sussex (Henry Charles Albert David; born 15 September 1984), is a member of "
+    "the British royal family.",
+    "Harry was educated at Eton College and served in the Army.",
+    "In 2018 Harry married the actress Meghan Markle.",
+]
+SHEEN = [
+    "Carlos Irwin Estévez (born September 3, 1965), known professionally as Charlie Sheen, is an American actor.",
+    "Sheen starred in Platoon and Wall Street.",
+    "Charlie Sheen later led the sitcom Two and a Half Men.",
+]
+CURTIS = Subject(names=("tony curtis", "bernard schwartz"), surnames=("curtis",), given=("bernard", "tony"))
+
+
+def test_the_given_name_splits_at_commas_and_the_lead_gives_the_birth_name() -> None:
+    subject = mine_subject(HARRY, name="Prince Harry, Duke of Sussex")
+    assert set(subject.names) == {"prince harry", "duke of sussex", "henry charles albert david"}
+    assert subject.surnames == ("harry",)  # "Duke of Sussex" is a title: matched in full only
+    assert {"prince", "henry", "charles", "albert", "david"} <= set(subject.given)
+
+
+def test_a_stage_name_and_its_legal_name_are_both_mined_without_being_given() -> None:
+    subject = mine_subject(SHEEN)
+    assert "charlie sheen" in subject.names and "carlos irwin estevez" in subject.names
+    assert subject.surnames == ("sheen",)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Which films did Tony Curtis make?", True),  # full name
+    ("What was Bernard Schwartz's first role?", True),  # alias
+    ("When did Curtis move to Hollywood?", True),  # surname alone
+    ("The Curtis family lived in the Bronx.", True),  # after a sentence word, not a given name
+    ("In Some Like It Hot, Joe is played by ___ Curtis.", True),  # the blank asks for his given name
+    ("Which films did Jamie Lee Curtis make?", False),  # another person with that surname
+    ("The curtis of the theatre were red.", False),  # lower case is not a name
+    ("Who directed Some Like It Hot?", False),
+])
+def test_a_prompt_names_the_subject_by_a_name_an_alias_or_the_surname_alone(text: str, expected: bool) -> None:
+    assert names_subject(text, CURTIS) is expected
+
+
+def test_coverage_is_the_share_of_documents_naming_the_subject() -> None:
+    texts = ["Tony Curtis was born in 1925.", "Curtis served in the Navy.", "He acted in films.",
+             "Jamie Lee Curtis is an actress."]
+    assert subject_coverage(texts, CURTIS) == 0.5  # 2 of 4, by hand
+
+
+def test_auto_is_the_subject_rule_for_one_person_and_hybrid_for_two() -> None:
+    one = [f"{n} Tony Curtis acted in film number {n}." for n in range(6)]
+    two = one[:3] + [f"{n} Grace Kelly acted in film number {n}." for n in range(3)]
+    assert AUTO_MIN_COVERAGE > 0.5  # an even two-person set must not look like one person
+    assert gate_names(one, np.zeros(6, dtype=np.int64), "auto")[0] == "subject"
+    mode, entities, subject = gate_names(two, np.array([0, 0, 0, 1, 1, 1]), "auto")
+    assert mode == "hybrid" and subject is None and {"tony curtis", "grace kelly"} <= set(entities)
+
+
+def _artifacts(gate: str, subject: Subject | None) -> ForgetSetArtifacts:
+    doc = torch.zeros(1, 4)
+    doc[0, 0] = 1.0  # one document, one cluster, at e0
+    return ForgetSetArtifacts(centroids=doc.clone(), psvs=torch.randn(1, 8), retain_direction=torch.eye(8)[0],
+                              mean_norm=5.0, layer=0, labels=torch.zeros(1, dtype=torch.int64), silhouette=None,
+                              gate=gate, doc_embeddings=doc.clone(), entities=subject.names if subject else (),
+                              subject=subject)
+
+
+def _at(cos: float) -> np.ndarray:
+    """``[1, 4]`` unit embedding with cosine ``cos`` to e0."""
+    return np.array([[cos, np.sqrt(1 - cos**2), 0.0, 0.0]], dtype=np.float32)
+
+
+@pytest.mark.parametrize(("cos", "text", "opens"), [
+    (0.5 + HIGH_MARGIN + 0.01, "Who directed Some Like It Hot?", True),  # similarity alone
+    (0.5 + HIGH_MARGIN - 0.01, "Who directed Some Like It Hot?", False),
+    (0.5 - SUBJECT_LOW_MARGIN + 0.01, "When did Curtis move?", True),  # named, above the floor
+    (0.5 - SUBJECT_LOW_MARGIN - 0.01, "When did Curtis move?", False),  # named, below the floor
+    (0.5 - SUBJECT_LOW_MARGIN + 0.01, "When did Jamie Lee Curtis move?", False),
+])
+def test_the_subject_rule_opens_above_t_plus_high_or_above_its_floor_when_named(
+        cos: float, text: str, opens: bool) -> None:
+    state = GateState((ActiveSet("curtis", _artifacts("subject", CURTIS), threshold=0.5, alpha=0.3),))
+    assert bool(state.match(_at(cos), [text])[0]) is opens
+
+
+def test_a_subject_gate_without_a_subject_opens_on_similarity_only() -> None:
+    state = GateState((ActiveSet("x", _artifacts("subject", None), threshold=0.5, alpha=0.3),))
+    assert not state.match(_at(0.5), ["When did Curtis move?"])[0]
+
+
+def test_the_subject_round_trips_with_the_artifacts() -> None:
+    art = _artifacts("subject", CURTIS)
+    back = ForgetSetArtifacts.from_tensors(art.to_tensors())
+    assert back.gate == "subject" and back.subject == CURTIS
+
+
+def test_with_gate_keeps_the_steering_vectors_and_changes_only_the_rule() -> None:
+    art = _artifacts("subject", CURTIS)
+    texts = ["Tony Curtis was an actor."]
+    paper = with_gate(art, "paper", texts)
+    assert paper.gate == "paper" and paper.doc_embeddings is None and paper.subject is None
+    assert torch.equal(paper.psvs, art.psvs) and paper.mean_norm == art.mean_norm
+    with pytest.raises(ConfigError):
+        with_gate(paper, "subject", texts)  # the paper rule kept no document embeddings
+    again = with_gate(paper, "subject", texts, doc_embeddings=art.doc_embeddings.numpy(), subject="Tony Curtis")
+    assert again.gate == "subject" and again.subject is not None and "tony curtis" in again.subject.names
+
+
+def test_build_config_refuses_an_unknown_gate_and_defaults_to_auto() -> None:
+    assert BuildConfig().gate == "auto"
+    with pytest.raises(ConfigError) as info:
+        BuildConfig(gate="names")
+    assert info.value.field == "gate"
