@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from steering.errors import ConfigError
-from steering.eval import gate_bench
+from steering.eval import gate_bench, tofu_bench
 from steering.eval import muse_bench, world_knowledge, world_knowledge_report
 
 logger = logging.getLogger(__name__)
@@ -119,6 +119,7 @@ def _gate_plots(section: dict[str, Any], out: Path) -> list[Path]:
 BENCHMARKS: dict[str, Benchmark] = {
     "tofu-gate": Benchmark(run=lambda ctx: gate_bench.run(ctx.embedder, quick=ctx.quick),
                            markdown=_gate_markdown, plots=_gate_plots),
+    "tofu": Benchmark(run=tofu_bench.run, markdown=tofu_bench.markdown, plots=tofu_bench.plots),
     "world-knowledge": Benchmark(run=world_knowledge.run, markdown=world_knowledge_report.markdown,
                                  plots=world_knowledge_report.plots),
     "world-knowledge-int8": Benchmark(run=world_knowledge.run_int8,
