@@ -29,7 +29,8 @@ class Calibration:
         known: forget questions whose answer the base model gives (the ones that can be forgotten).
         forgotten: fraction of those forgotten fluently at ``alpha``: the answer is gone and the
             output has not collapsed (a collapsed output is a failure, not forgetting).
-        collapsed: fraction of collapsed outputs at ``alpha``.
+        collapsed: fraction of collapsed outputs at ``alpha`` (known questions and the first
+            ``sample`` questions of the set).
         tried: (alpha, forgotten, collapsed) per step.
         measured: False when no forget answer was known to the base model.
     """
@@ -78,7 +79,7 @@ def calibrate_alpha(guard: Guard, docs: ForgetDocuments, artifacts: ForgetSetArt
                 for o in guard.generate(chats[start:start + size], params, steer=steer, state=state)]
 
     base = generate(prompts, None)
-    known = [(prompt, pair) for prompt, pair, out in zip(prompts, pairs, base, strict=True)
+    known = [i for i, (pair, out) in enumerate(zip(pairs, base, strict=True))
              if contains_answer(out, pair.answer)][:sample]
 
     def steered(alpha: float, chats: list[list[dict[str, str]]]) -> list[str]:
@@ -95,25 +96,33 @@ def calibrate_alpha(guard: Guard, docs: ForgetDocuments, artifacts: ForgetSetArt
                     len(tried))
         return Calibration(alpha, 0, 0.0, next(c for a, _, c in tried if a == alpha), tuple(tried), False)
 
+    # Forgetting is scored on the known answers; collapse on them and on the first ``sample``
+    # questions too, so a set whose base model knows only a few answers cannot hide collapse.
+    probe = sorted(set(known) | set(range(min(sample, len(pairs)))))
+    answers = [pairs[i].answer if i in known else None for i in probe]
+
     def measure(alpha: float) -> tuple[float, float]:
-        return fluent_forgetting(steered(alpha, [p for p, _ in known]), [pair.answer for _, pair in known])
+        return fluent_forgetting(steered(alpha, [prompts[i] for i in probe]), answers)
 
     alpha, tried = choose_alpha(ladder, measure, target=target, max_collapsed=max_collapsed)
     step = next(t for t in tried if t[0] == alpha)
-    logger.info("calibrated alpha %.2f: %.2f of %d known answers forgotten fluently, %.2f collapsed", alpha,
-                step[1], len(known), step[2])
+    logger.info("calibrated alpha %.2f: %.2f of %d known answers forgotten fluently, %.2f of %d outputs "
+                "collapsed", alpha, step[1], len(known), step[2], len(probe))
     return Calibration(alpha, len(known), step[1], step[2], tuple(tried), True)
 
 
-def fluent_forgetting(outputs: Sequence[str], answers: Sequence[str]) -> tuple[float, float]:
-    """(fraction of outputs without their answer that have not collapsed, fraction collapsed)."""
-    if len(outputs) != len(answers) or not outputs:
-        raise ValueError(f"expected one answer per output (at least one), found {len(outputs)} outputs and "
-                         f"{len(answers)} answers")
+def fluent_forgetting(outputs: Sequence[str], answers: Sequence[str | None]) -> tuple[float, float]:
+    """(fraction of the outputs with an answer that lack it and have not collapsed, fraction of all
+    outputs collapsed); an output whose answer is None (not known to the base model) counts for
+    collapse only.
+    """
+    if len(outputs) != len(answers) or not any(a is not None for a in answers):
+        raise ValueError(f"expected one answer per output (at least one known), found {len(outputs)} outputs "
+                         f"and {len(answers)} answers")
     collapsed = [is_collapsed(o) for o in outputs]
-    forgotten = [not c and not contains_answer(o, a)
-                 for o, a, c in zip(outputs, answers, collapsed, strict=True)]
-    return sum(forgotten) / len(outputs), sum(collapsed) / len(outputs)
+    scored = [(o, a, c) for o, a, c in zip(outputs, answers, collapsed, strict=True) if a is not None]
+    forgotten = [not c and not contains_answer(o, a) for o, a, c in scored]
+    return sum(forgotten) / len(scored), sum(collapsed) / len(outputs)
 
 
 def choose_alpha(ladder: Sequence[float], measure: Callable[[float], tuple[float, float]], *, target: float,

@@ -64,6 +64,15 @@ def test_fluent_forgetting_counts_a_collapsed_output_as_a_failure_not_as_forgett
         fluent_forgetting(outputs, answers[:2])
 
 
+def test_questions_the_base_model_did_not_know_count_for_collapse_only() -> None:
+    outputs = ["It is Canberra.", "the the the the", "A fine city.", "I am not sure."]
+    answers = ["Canberra", None, "Paris", None]
+    # forgetting over the two known: only "A fine city." lacks its answer -> 1/2; collapse over all 4 -> 1/4
+    assert fluent_forgetting(outputs, answers) == (pytest.approx(0.5), pytest.approx(0.25))
+    with pytest.raises(ValueError, match="at least one known"):
+        fluent_forgetting(["x"], [None])
+
+
 def test_without_known_answers_the_default_strength_is_kept_only_if_it_stays_fluent() -> None:
     collapse = {0.3: 0.3, 0.25: 0.2, 0.2: 0.05}
     seen: list[float] = []
