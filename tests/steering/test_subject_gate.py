@@ -66,13 +66,14 @@ def test_coverage_is_the_share_of_documents_naming_the_subject() -> None:
     assert subject_coverage(texts, CURTIS) == 0.5  # 2 of 4, by hand
 
 
-def test_auto_is_the_subject_rule_for_one_person_and_hybrid_for_two() -> None:
-    one = [f"{n} Tony Curtis acted in film number {n}." for n in range(6)]
-    two = one[:3] + [f"{n} Grace Kelly acted in film number {n}." for n in range(3)]
-    assert AUTO_MIN_COVERAGE > 0.5  # an even two-person set must not look like one person
-    assert gate_names(one, np.zeros(6, dtype=np.int64), "auto")[0] == "subject"
-    mode, entities, subject = gate_names(two, np.array([0, 0, 0, 1, 1, 1]), "auto")
-    assert mode == "hybrid" and subject is None and {"tony curtis", "grace kelly"} <= set(entities)
+def test_auto_is_the_subject_rule_for_one_person_and_hybrid_for_many() -> None:
+    people = ["Tony Curtis", "Grace Kelly", "Cary Grant", "Doris Day"]
+    one = [f"{n} {people[0]} acted in film number {n}." for n in range(8)]
+    many = [f"{n} {people[n % 4]} acted in film number {n}." for n in range(8)]
+    assert 0.25 < AUTO_MIN_COVERAGE  # four people, two documents each: 0.25 coverage
+    assert gate_names(one, np.zeros(8, dtype=np.int64), "auto")[0] == "subject"
+    mode, entities, subject = gate_names(many, np.arange(8) % 4, "auto")
+    assert mode == "hybrid" and subject is None and {p.lower() for p in people} <= set(entities)
 
 
 def _artifacts(gate: str, subject: Subject | None) -> ForgetSetArtifacts:
