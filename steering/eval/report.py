@@ -17,6 +17,7 @@ from typing import Any
 
 from steering.errors import ConfigError
 from steering.eval import gate_bench, tofu_bench
+from steering.eval import rwku_report
 from steering.eval import muse_bench, world_knowledge, world_knowledge_report
 
 logger = logging.getLogger(__name__)
@@ -126,6 +127,7 @@ BENCHMARKS: dict[str, Benchmark] = {
                                       markdown=world_knowledge_report.markdown_int8,
                                       plots=world_knowledge_report.plots_int8),
     "muse-knowmem": Benchmark(run=muse_bench.run, markdown=muse_bench.markdown, plots=muse_bench.plots),
+    "rwku": Benchmark(run=rwku_report.run, markdown=rwku_report.markdown, plots=rwku_report.plots),
 }
 
 
