@@ -18,6 +18,7 @@ from service.schemas import compare_response, forget_set_response, gate_response
 from service.settings import Settings, get_settings
 from steering import SamplingParams, SteeringError, load_embedder, read_forget_file
 from steering.forget_set import ForgetDocuments
+from steering.recheck import generate_rechecked
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +173,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     prompt = [{"role": "user", "content": args.prompt}]
     guard = runtime.guard
     state = guard.state
-    steered = guard.generate([prompt], params, steer=True, state=state)[0]
+    if runtime.settings.answer_recheck:  # as the server answers a non-streamed request
+        steered = generate_rechecked(guard, [prompt], params, state=state)[0]
+    else:
+        steered = guard.generate([prompt], params, steer=True, state=state)[0]
     if not args.ab:
         payload = generate_response(steered).model_dump()
         _emit(args, payload, lambda: sys.stdout.write(steered.text + "\n"))
@@ -182,7 +186,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     def human() -> None:
         matched = ", ".join(f"{m['forget_set_id']}#{m['cluster']} ({m['similarity']:.3f})" for m in payload["matched"])
-        sys.stdout.write(f"gate: {'OPEN ' + matched if matched else 'closed (identical to the base model)'}\n")
+        how = "OPEN on the answer (re-checked) " if steered.rechecked else "OPEN "
+        sys.stdout.write(f"gate: {how + matched if matched else 'closed (identical to the base model)'}\n")
         sys.stdout.write(f"--- steered\n{steered.text}\n--- unsteered\n{unsteered.text}\n")
 
     _emit(args, payload, human)

@@ -38,6 +38,7 @@ from steering import ConfigError, GateState, Generation
 from steering.forget_set import chat_prompt
 from steering.gates import build_plans
 from steering.hooks import SteeringPlan
+from steering.recheck import late_matches
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
@@ -145,8 +146,9 @@ class Engine:
         return self._enqueue([req], stream=stream)[0]
 
     async def generate(self, req: GenerationRequest) -> Generation:
-        """One generation (steered by every active forget set the prompt opens)."""
-        return await self._await(self.submit(req))
+        """One generation (steered by every active forget set the prompt opens, or, with
+        ``answer_recheck``, that the prompt plus its unsteered answer opens: see ``_recheck``)."""
+        return await self._recheck(req, await self._await(self.submit(req)))
 
     def stream(self, req: GenerationRequest) -> AsyncIterator[StreamEvent]:
         """Submit now (errors raise here, before any byte is sent) and return the event iterator."""
@@ -159,7 +161,27 @@ class Engine:
         arms = [replace(req, params=params, steer=flag) for flag in (True, False)]
         handles = self._enqueue(arms, stream=False)
         steered, unsteered = await asyncio.gather(*(self._await(h) for h in handles))
-        return steered, unsteered
+        return await self._recheck(arms[0], steered), unsteered
+
+    async def _recheck(self, req: GenerationRequest, gen: Generation) -> Generation:
+        """The answer re-check (``steering.recheck``): when the prompt left the gate closed, gate the
+        prompt plus the answer; if that opens, generate again, steered by what opened. A row that stays
+        closed keeps the base model's answer, so the no-op property holds. Off with
+        ``answer_recheck=False``; streams are never re-checked (their tokens are already out)."""
+        if (not self.settings.answer_recheck or not req.steer or gen.steered or req.forced is not None
+                or gen.finish_reason == "cancelled" or not gen.text):
+            return gen
+        state = self.runtime.guard.state
+        if state.empty:
+            return gen
+        late = (await asyncio.to_thread(late_matches, self.runtime.guard, [req.prompt], [gen.text], state))[0]
+        if not late:
+            return gen
+        GATE_DECISIONS.labels(result="open_on_answer").inc()
+        logger.info("request %s: gate opened on the answer (%d clusters); generating again, steered",
+                    req.request_id, len(late))
+        again = await self._await(self.submit(replace(req, forced=tuple(late))))
+        return replace(again, rechecked=again.steered)
 
     async def _await(self, handle: RequestHandle) -> Generation:
         try:  # backstop only: the worker enforces the deadline itself between tokens
@@ -301,13 +323,19 @@ class Engine:
 
     def _prefill_rows(self, rows: list[Row], state: GateState) -> tuple[KVBatch, torch.Tensor]:
         guard = self.runtime.guard
-        matches = guard.gate([r.req.prompt for r in rows], state)
-        for row, matched in zip(rows, matches, strict=True):
+        gated = [r for r in rows if r.req.forced is None]
+        decided = iter(guard.gate([r.req.prompt for r in gated], state) if gated else [])
+        live = set(state.ids())
+        for row in rows:
             p = row.req.params
+            if row.req.forced is None:
+                matched = list(next(decided))
+                if row.req.steer:
+                    GATE_DECISIONS.labels(result="open" if matched else "closed").inc()
+            else:  # a set revoked since the first pass no longer steers
+                matched = [m for m in row.req.forced if m.forget_set_id in live]
             row.matched = tuple(matched)
             row.vectors = state.vectors_by_layer(matched) if (row.req.steer and matched) else None
-            if row.req.steer:
-                GATE_DECISIONS.labels(result="open" if matched else "closed").inc()
             if p.temperature > 0:
                 seed = p.seed if p.seed is not None else secrets.randbits(63)
                 row.generator = torch.Generator().manual_seed(seed)

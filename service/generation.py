@@ -71,6 +71,8 @@ class GenerationRequest:
         request_id: for logs and response ids.
         route: for logs.
         prompt_field / max_tokens_field: input names blamed by validation errors.
+        forced: the gate decision fixed in advance instead of gating the prompt (the answer
+            re-check's second pass, ``Engine.generate``); None = gate the prompt.
     """
 
     prompt: Prompt
@@ -80,6 +82,7 @@ class GenerationRequest:
     route: str = "engine"
     prompt_field: str = "prompt"
     max_tokens_field: str = "max_new_tokens"
+    forced: tuple[GateMatch, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,8 @@ class GuarditInfo(BaseModel):
 
     steered: bool
     matched: list[MatchModel]
+    rechecked: bool = Field(False, description="the prompt left the gate closed, the prompt plus the "
+                            "unsteered answer opened it, and this answer was generated again, steered")
 
 
 class GenerateResponse(BaseModel):
@@ -108,7 +110,7 @@ def generate_response(gen: Generation) -> GenerateResponse:
         text=gen.text,
         finish_reason=gen.finish_reason,  # type: ignore[arg-type]
         usage=Usage(prompt_tokens=gen.prompt_tokens, completion_tokens=gen.completion_tokens),
-        guardit=GuarditInfo(steered=gen.steered, matched=match_models(gen.matched)),
+        guardit=generation_info(gen),
     )
 
 
@@ -406,9 +408,15 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
-def guardit_info(steered: bool, matched: tuple[GateMatch, ...] | list[GateMatch]) -> GuarditInfo:
+def guardit_info(steered: bool, matched: tuple[GateMatch, ...] | list[GateMatch],
+                 rechecked: bool = False) -> GuarditInfo:
     """The ``guardit`` object of a response or chunk."""
-    return GuarditInfo(steered=steered, matched=match_models(matched))
+    return GuarditInfo(steered=steered, matched=match_models(matched), rechecked=rechecked)
+
+
+def generation_info(gen: Generation) -> GuarditInfo:
+    """The ``guardit`` object of a finished generation."""
+    return guardit_info(gen.steered, gen.matched, gen.rechecked)
 
 
 def openai_usage(gen: Generation) -> OpenAIUsage:

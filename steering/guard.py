@@ -47,6 +47,9 @@ class Generation:
     token_ids: tuple[int, ...]
     steered: bool
     matched: tuple[GateMatch, ...]
+    #: True when the gate stayed closed on the prompt, opened on the prompt plus the unsteered answer,
+    #: and this answer was generated again, steered (``steering.recheck``).
+    rechecked: bool = False
 
 
 def gate_texts(prompt: Prompt) -> list[str]:

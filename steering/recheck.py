@@ -25,6 +25,12 @@ def with_answer(prompt: Prompt, answer: str) -> Prompt:
     return [*prompt, {"role": "assistant", "content": answer}]
 
 
+def late_matches(guard: Guard, prompts: Sequence[Prompt], answers: Sequence[str],
+                 state: GateState) -> list[list[GateMatch]]:
+    """The gate on each prompt followed by its (unsteered) answer: what the re-check opens."""
+    return guard.gate([with_answer(p, a) for p, a in zip(prompts, answers, strict=True)], state)
+
+
 def forced_state(state: GateState, matches: Sequence[GateMatch]) -> GateState:
     """A snapshot that opens exactly ``matches`` for any prompt (their sets' own alpha, r and mu)."""
     by_set: dict[str, list[int]] = {}
@@ -60,7 +66,7 @@ def generate_rechecked(guard: Guard, prompts: Sequence[Prompt], params: Sampling
     closed = [i for i, g in enumerate(first) if not g.steered]
     if not closed or state.empty:
         return first
-    late = guard.gate([with_answer(prompts[i], first[i].text) for i in closed], state)
+    late = late_matches(guard, [prompts[i] for i in closed], [first[i].text for i in closed], state)
     out = list(first)
     groups: dict[tuple[tuple[str, int], ...], list[int]] = {}
     for i, matches in zip(closed, late, strict=True):
@@ -70,5 +76,5 @@ def generate_rechecked(guard: Guard, prompts: Sequence[Prompt], params: Sampling
         matches = late[closed.index(rows[0])]
         again = guard.generate([prompts[i] for i in rows], params, steer=True, state=forced_state(state, matches))
         for i, gen in zip(rows, again, strict=True):
-            out[i] = replace(gen, matched=tuple(matches))
+            out[i] = replace(gen, matched=tuple(matches), rechecked=True)
     return out

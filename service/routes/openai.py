@@ -29,6 +29,7 @@ from service.schemas import (
     GuarditInfo,
     ModelCard,
     ModelList,
+    generation_info,
     guardit_info,
     openai_usage,
 )
@@ -92,7 +93,7 @@ async def chat_completions(request: Request, _key: ScopeDep, engine: EngineDep) 
     gen = await engine.generate(req)
     return ChatCompletionResponse(**base, choices=[ChatChoice(message=AssistantMessage(content=gen.text),
                                                               finish_reason=gen.finish_reason)],
-                                  usage=openai_usage(gen), guardit=guardit_info(gen.steered, gen.matched))
+                                  usage=openai_usage(gen), guardit=generation_info(gen))
 
 
 @router.post("/v1/completions", response_model=CompletionResponse, responses=ERROR_RESPONSES,
@@ -114,4 +115,4 @@ async def completions(request: Request, _key: ScopeDep, engine: EngineDep) -> An
     gen = await engine.generate(req)
     choice = CompletionChoice(text=gen.text, finish_reason=gen.finish_reason)
     return CompletionResponse(**base, choices=[choice],
-                              usage=openai_usage(gen), guardit=guardit_info(gen.steered, gen.matched))
+                              usage=openai_usage(gen), guardit=generation_info(gen))

@@ -28,13 +28,15 @@ def tofu_qa(start: int, stop: int) -> list[tuple[str, str]]:
     return [(r["question"], r["answer"]) for r in rows[start:stop]]
 
 
-def register(rt: Any, name: str, qa: list[tuple[str, str]], alpha: float = 0.5) -> str:
-    """Register and build a forget set through the registry (as the CLI or a replica would)."""
+def register(rt: Any, name: str, qa: list[tuple[str, str]] | None, alpha: float | None = 0.5,
+             documents: list[str] | None = None) -> str:
+    """Register and build a forget set of QA pairs or documents through the registry (as the CLI or a
+    replica would)."""
     from service.runtime import Registration
     from steering.vectors import neutral_corpus
 
     retain = neutral_corpus()[:8]  # a short retain corpus keeps the build at a few seconds
-    record = rt.register(Registration(name=name, documents=None, qa=qa, retain=retain, reason="test",
+    record = rt.register(Registration(name=name, documents=documents, qa=qa, retain=retain, reason="test",
                                       requested_by="tests", ticket=None, layer=None, threshold=None,
                                       alpha=alpha), actor="tests")
     built = rt.build_next(actor="tests")

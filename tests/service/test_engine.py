@@ -21,7 +21,9 @@ from service.engine import (
     QueueFullError,
     RequestTimeoutError,
 )
+from service.metrics import GATE_DECISIONS
 from steering import ConfigError, Generation, SamplingParams
+from steering.recheck import forced_state
 
 
 def _helpers() -> Any:
@@ -200,6 +202,53 @@ def test_revoking_a_forget_set_stops_steering_running_requests_from_the_next_tok
     assert got.token_ids[:revoke_at] == steered.token_ids[:revoke_at]
     after = run(engine.generate(GenerationRequest(chat(question), params)))
     assert not after.steered and after.matched == ()
+
+
+SHAKESPEARE = ["William Shakespeare was an English playwright, poet and actor.",
+               "Shakespeare was born in Stratford-upon-Avon in 1564.",
+               "William Shakespeare wrote Hamlet, Macbeth and King Lear.",
+               "Shakespeare married Anne Hathaway and had three children.",
+               "Many regard William Shakespeare as the greatest writer in the English language."]
+
+
+def test_answer_recheck_steers_a_question_that_avoids_the_forgotten_name(
+        runtime: Any, engine: Engine, reference: dict[str, Generation]) -> None:
+    set_id = _helpers().register(runtime, "shakespeare", None, alpha=None, documents=SHAKESPEARE)
+    question, params = chat("Who wrote Romeo and Juliet?"), SamplingParams(max_new_tokens=24)
+    opened_on_answer = GATE_DECISIONS.labels(result="open_on_answer")
+    try:
+        state = runtime.guard.state
+        assert not runtime.guard.gate([question], state)[0]  # the prompt alone leaves the gate closed
+        base = runtime.guard.generate([question], params, steer=False)[0]
+        assert "William Shakespeare" in base.text  # ... and the base model names him
+
+        before = opened_on_answer._value.get()
+        got = run(engine.generate(GenerationRequest(question, params)))
+        assert got.rechecked and got.steered and {m.forget_set_id for m in got.matched} == {set_id}
+        assert opened_on_answer._value.get() == before + 1
+        # The second pass is exactly GUARD-IT steered by what the answer opened, from the first token.
+        want = runtime.guard.generate([question], params, state=forced_state(state, got.matched))[0]
+        assert got.token_ids == want.token_ids
+        assert got.token_ids != base.token_ids
+
+        steered, unsteered = run(engine.compare(GenerationRequest(question, params)))
+        assert steered.rechecked and steered.token_ids == got.token_ids
+        assert unsteered.token_ids == base.token_ids and not unsteered.rechecked
+
+        off = Engine(runtime, runtime.settings.model_copy(update={"answer_recheck": False}))
+        try:
+            plain = run(off.generate(GenerationRequest(question, params)))
+        finally:
+            off.close(drain_timeout=5)
+        assert plain.token_ids == base.token_ids and not plain.steered and not plain.rechecked
+
+        # A question whose answer names nothing forgotten keeps the base model's answer bit for bit.
+        france = run(engine.generate(GenerationRequest(chat(CLOSED[0]), GREEDY)))
+        assert france.token_ids == reference[CLOSED[0]].token_ids and not france.rechecked
+        assert opened_on_answer._value.get() == before + 2  # the compare's steered arm, not France
+    finally:
+        runtime.registry.revoke(set_id, reason="test", actor="tests")
+        runtime.sync()
 
 
 def test_limits_are_field_errors(engine: Engine) -> None:

@@ -108,7 +108,7 @@ def test_generate_returns_text_usage_and_the_gate_decision(client: TestClient) -
     assert set(body) == {"text", "finish_reason", "usage", "guardit"}
     assert body["text"] and body["finish_reason"] in {"stop", "length"}
     assert body["usage"]["completion_tokens"] <= 8 and body["usage"]["prompt_tokens"] > 0
-    assert body["guardit"] == {"steered": False, "matched": []}
+    assert body["guardit"] == {"steered": False, "matched": [], "rechecked": False}
 
 
 def test_generate_streams_deltas_then_the_full_response(client: TestClient, open_q: str) -> None:
@@ -164,7 +164,7 @@ def test_openai_shapes_carry_usage_and_guardit(client: TestClient) -> None:
     assert choice["finish_reason"] in {"stop", "length"}
     usage = chat["usage"]
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
-    assert chat["guardit"] == {"steered": False, "matched": []}
+    assert chat["guardit"] == {"steered": False, "matched": [], "rechecked": False}
     text = client.post("/v1/completions", headers=HEADERS, json={
         "model": model, "prompt": "The capital of France is", "max_tokens": 4, "temperature": 0}).json()
     assert text["object"] == "text_completion" and text["choices"][0]["text"]
