@@ -70,13 +70,23 @@ def mentions(text: str, entities: Sequence[str]) -> bool:
 
 
 # -- the subject of a one-person forget set ------------------------------------------------------
-#: Phrases that introduce another name of the subject ("born Lee Jun-fan", "known professionally as").
+#: One word of a person's name: capitalised, no inner dots ("English.When" is two sentences), a
+#: trailing dot only on an initial or a short title ("J.", "Jr.", "St."), so a run ends at a full stop.
+_PWORD = r"(?:[A-Z]\.|(?:Jr|Sr|St|Dr|Mr|Mrs|Ms|Mt)\.|[A-Z][\w'\-]*[\w])"
+_PERSON_BODY = (r"(?:" + _PWORD + r"(?:\s+(?:(?:al|el|de|da|di|du|van|von|der|den|bin|ibn|del|la|le)\s+)?"
+                + _PWORD + r")+)")
+_PERSON = re.compile(r"(?<![\w.])(" + _PERSON_BODY + r")")
+#: A stage name that starts with a number ("50 Cent", "2 Chainz"): only taken after an alias cue.
+_NUMBERED = r"\d+\s+[A-Z][\w'\-]*"
+#: Phrases that introduce another name of the subject ("born Lee Jun-fan", "known professionally as",
+#: "better known by her pen name J. K. Rowling").
 _ALIAS_CUE = re.compile(
-    r"(?:\bborn|\bnée|\bknown (?:professionally |mononymously |simply |also )?as|\balso(?: known as| called)?"
-    r"|\bnicknamed|\bbetter known as|\bstage name)\s+\"?(" + _NAME.pattern[3:-1] + r"|[A-Z][\w'\-]+)")
-_LEAD = re.compile(r"^\W*(" + _NAME.pattern[3:-1] + r"|[A-Z][\w'\-]+)\s*(?:\(|,)")
+    r"(?:\bborn|\bnée|\bknown (?:[a-z]+ ){0,2}as|\balso(?: known as| called)?|\bnicknamed|\bbetter known as"
+    r"|\b(?:pen|ring|stage|professional) name|\bknown by (?:his|her|their) (?:pen |ring |stage )?name)"
+    r"\s+\"?(" + _PERSON_BODY + r"|" + _NUMBERED + r"|[A-Z][\w'\-]+)")
+_LEAD = re.compile(r"^\W*(" + _PERSON_BODY + r"|[A-Z][\w'\-]+)\s*(?:\(|,)")
 #: A name alone at the start of the lead's first parenthesis: "Prince Harry (Henry Charles Albert David; ...".
-_PAREN = re.compile(r"^[^(]{0,80}\(\s*(" + _NAME.pattern[3:-1] + r")\s*[;)]")
+_PAREN = re.compile(r"^[^(]{0,80}\(\s*(" + _PERSON_BODY + r")\s*[;)]")
 #: Name suffixes that are not surnames.
 _SUFFIXES = frozenset({"jr", "jr.", "sr", "sr.", "ii", "iii", "iv"})
 _MONTHS = frozenset("""january february march april may june july august september october november december
@@ -117,29 +127,54 @@ def _split_name(name: str) -> tuple[list[str], str | None]:
     return words, (core[-1] if core else None)
 
 
+def _sentence_start(text: str, pos: int) -> bool:
+    """True when ``pos`` starts ``text`` or a sentence in it."""
+    return re.search(r"(?:^|[.!?][\"')\]]?\s+)[\"'(\[]?$", text[:pos]) is not None
+
+
+def _common_words(texts: Sequence[str]) -> set[str]:
+    """Words the documents also write in lower case (folded)."""
+    return {fold(w) for text in texts for w in re.findall(r"(?<![\w'\-])[a-z][\w'\-]*", text)}
+
+
+def person_names(texts: Sequence[str]) -> Counter[str]:
+    """Document frequency of each 2-5 word capitalised name (folded). A capitalised common word that
+    opens a sentence is not part of the name ("Although Jackson" is Jackson)."""
+    common = _common_words(texts)
+    counts: Counter[str] = Counter()
+    for text in texts:
+        found: dict[str, None] = {}  # dict, not a set: ties in most_common keep text order
+        for m in _PERSON.finditer(text):
+            words = _clean(m.group(1)).split()
+            if words and _sentence_start(text, m.start()) and fold(words[0]) in common:
+                words = words[1:]
+            if 2 <= len(words) <= 5:
+                found[fold(" ".join(words))] = None
+        counts.update(list(found))
+    return counts
+
+
 def mine_subject(texts: Sequence[str], *, name: str | None = None, lead_docs: int = 5) -> Subject:
     """The subject of documents about one person (or one named thing), with their aliases.
 
     The primary name is ``name`` (e.g. the forget set's name; "Prince Harry, Duke of Sussex" gives
-    two names), else the most frequent multi-word name whose last word is the most frequent
+    two names), else the name opening an encyclopaedia lead among the first ``lead_docs`` documents
+    ("Travis Michael Kelce (born ...") when its surname is among the documents' most frequent
+    capitalised words, else the most frequent multi-word name whose last word is the most frequent
     capitalised word. Aliases: names that open one of the first ``lead_docs`` documents right before
-    "(" or "," (an encyclopaedia lead: "Carlos Irwin Estévez (born ...)") when that document also
-    names the subject, names after "born", "known as", "nicknamed" and the like in those leads, and
-    mined names made of the subject's given name and surname ("Warren Edward Buffett").
+    "(" or "," when that document also names the subject, names after "born", "known as",
+    "pen name" and the like in those leads ("known professionally as 50 Cent"), and mined names
+    made of the subject's given name and surname ("Warren Edward Buffett").
 
     Args:
         texts: forget documents.
         name: the subject's name when the caller knows it.
-        lead_docs: documents searched for aliases.
+        lead_docs: documents searched for the primary name and for aliases.
     """
-    counts: Counter[str] = Counter()
-    for text in texts:
-        # dict.fromkeys, not a set: ties in most_common keep text order whatever the hash seed.
-        counts.update(list(dict.fromkeys(fold(n) for n in (_clean(m) for m in _NAME.findall(text))
-                                         if 2 <= len(n.split()) <= 5)))
+    counts = person_names(texts)
     primary = [fold(_clean(p)) for p in (name or "").split(",") if _clean(p)]
     if not primary:
-        primary = _guess_primary(texts, counts)
+        primary = _guess_primary(texts, counts, lead_docs)
     if not primary:
         return Subject()
     # Only the first part carries a surname: "Duke of Sussex" is a title, matched in full only.
@@ -153,11 +188,16 @@ def mine_subject(texts: Sequence[str], *, name: str | None = None, lead_docs: in
             continue
         found = [fold(_clean(m)) for m in _LEAD.findall(head) + _PAREN.findall(head) + _ALIAS_CUE.findall(head)]
         # A one-word alias ("Hogan" in "née Hogan") is too often someone's surname or a place.
-        names.update(f for f in found if len(f.split()) >= 2 and f.split()[0] not in _MONTHS | _LEADING)
+        names.update(f for f in found if len(f.split()) >= 2 and not set(f.split()) & (_MONTHS | _LEADING))
     for mined in counts:
         parts = mined.split()
         if surname in parts and (not given or given & set(parts)) and len(parts) <= 4:
             names.add(mined)
+    # The form the documents use most, when the lead gave the birth name ("Cindy Crawford" for
+    # "Cynthia Ann Crawford"); only the most frequent, so relatives of that surname stay out.
+    usual = [n for n, c in counts.most_common() if c >= 2 and n.split()[-1] == surname and len(n.split()) <= 3]
+    if usual and name is None:
+        names.add(usual[0])
     # A name that contains another one adds nothing ("paris hilton day" holds "paris hilton").
     names = {n for n in names if not any(o != n and re.search(rf"(?<!\w){re.escape(o)}(?!\w)", n) for o in names)}
     for n in names:
@@ -165,17 +205,43 @@ def mine_subject(texts: Sequence[str], *, name: str | None = None, lead_docs: in
     return Subject(tuple(sorted(names)), tuple(dict.fromkeys(surnames)), tuple(sorted(given)))
 
 
-def _guess_primary(texts: Sequence[str], counts: Counter[str]) -> list[str]:
-    """The most frequent multi-word name ending in the most frequent capitalised word (see above)."""
+def _guess_primary(texts: Sequence[str], counts: Counter[str], lead_docs: int) -> list[str]:
+    """The lead's name or the most frequent multi-word name ending in a frequent capitalised word."""
     words: Counter[str] = Counter()
-    for text in texts:
-        words.update(list(dict.fromkeys(fold(w) for w in re.findall(r"(?<![.!?]\s)(?<!^)\b([A-Z][\w'\-]+)", text)
-                                        if fold(w) not in _LEADING)))
+    for text in texts:  # capitalised words inside sentences, possessives cut ("Day-Lewis's")
+        found = (fold(re.sub(r"(?:'s|’s|'|’)$", "", w))
+                 for w in re.findall(r"(?<![.!?]\s)(?<!^)\b([A-Z][\w'’\-]+)", text))
+        words.update(list(dict.fromkeys(w for w in found if w not in _LEADING)))
+    top = words.most_common(10)
+    # Surnames the documents use at least half as often as their most frequent capitalised word.
+    ranked = [w for w, c in top if c >= 0.5 * top[0][1]]
+    for text in texts[:lead_docs]:
+        head = text[:400]
+        leads = [fold(_clean(n)) for n in _LEAD.findall(head[:200])]
+        if leads and len(leads[0].split()) == 1 and ranked and leads[0] == ranked[0]:
+            return leads[:1]  # one name, the documents' most frequent word ("Aristotle (...")
+        aliases = [fold(_clean(n)) for n in _PAREN.findall(head) + _ALIAS_CUE.findall(head)]
+        # The lead's name or a name it introduces ("born Rachel Meghan Markle", "known professionally
+        # as Charlie Sheen"): the one whose surname the documents use most, the lead's on a tie.
+        found = [(words[surname], -i, name) for i, name in enumerate(leads + aliases)
+                 if len(name.split()) >= 2 and not set(name.split()) & (_MONTHS | _LEADING)
+                 and (surname := _split_name(name)[1]) in ranked]
+        if found:
+            return [max(found)[2]]
     for word, _ in words.most_common(5):
         full = [n for n, _ in counts.most_common() if n.split()[-1] == word]
         if full:
             return [full[0]]
     return [words.most_common(1)[0][0]] if words else []
+
+
+def _own_given(word: str, subject: Subject) -> bool:
+    """True when ``word`` (folded, no trailing dot) can be the subject's own given name before the
+    surname: one of ``given``, initials ("J. K. Rowling", "J.K. Rowling"), or a short form that starts a given
+    name ("Sam" for Samuel, "Rob" for Robert)."""
+    if word in subject.given or f"{word}." in subject.given or re.fullmatch(r"(?:\w\.)*\w", word):
+        return True
+    return len(word) >= 3 and any(g.startswith(word) for g in subject.given)
 
 
 def names_subject(text: str, subject: Subject) -> bool:
@@ -192,7 +258,7 @@ def names_subject(text: str, subject: Subject) -> bool:
             before = re.search(r"([\w'\-.]+)\s$", text[:hit.start()])
             if before is not None and before.group(1)[:1].isupper():
                 prev = fold(before.group(1)).rstrip(".")
-                if prev not in subject.given and prev not in _LEADING and f"{prev}." not in subject.given:
+                if not _own_given(prev, subject) and prev not in _LEADING:
                     continue  # another person of that surname ("Jamie Lee Curtis")
             return True
     return False

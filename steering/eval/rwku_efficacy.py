@@ -6,7 +6,8 @@ reference while the question does not (the model *knows* them), build the target
 defaults (``Guard.build``, T = 0.55, alpha as the service chooses it), and measure per gate variant
 the contains-answer and ROUGE-L recall on known forget probes and whether known neighbour probes keep
 their unsteered answer. A probe whose gate stays closed keeps the base answer bit for bit (the no-op
-property, tested in tests/steering), so only probes that open the gate are generated again.
+property, tested in tests/steering), so only probes that open the gate are generated again. On
+every asked probe it also measures the default gate on the prompt alone and with the answer re-check.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from steering.eval.rwku_bench import Probe, RwkuData
 from steering.forget_set import make_documents
 from steering.gates import ActiveSet, GateState
 from steering.guard import Guard, SamplingParams
-from steering.recheck import generate_rechecked
+from steering.recheck import generate_rechecked, late_matches
 from steering.vectors import ForgetSetArtifacts, with_gate
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,14 @@ def evaluate_target(guard: Guard, data: RwkuData, target: str, *, model_id: str,
                               "known": [{"kind": p.kind, "level": p.level, "attack": p.attack, "query": p.query,
                                          "answer": p.answer, "base": b} for p, b in known], "variants": {}}
     result["rule"] = art.gate
+    # The product's gate on every asked probe: on the prompt, and on the prompt plus the base answer
+    # (the answer re-check the server applies to non-streamed requests).
+    default = GateState((ActiveSet(target, art, DEFAULT_THRESHOLD, cal.alpha),))
+    chats: list[Any] = [chat(p) for p in probes]
+    on_prompt = guard.gate(chats, default)
+    on_answer = late_matches(guard, chats, base, default)
+    result["gate_recheck"] = [{"kind": p.kind, "level": p.level, "attack": p.attack, "prompt": bool(a),
+                               "answer": bool(b)} for p, a, b in zip(probes, on_prompt, on_answer, strict=True)]
     for variant, v_art in variant_artifacts(art, target, docs.gate_texts()).items():
         state = GateState((ActiveSet(target, v_art, DEFAULT_THRESHOLD, cal.alpha),))
         gens = _answers(guard, [p for p, _ in known], state, recheck=variant.endswith("recheck"))
@@ -129,6 +138,24 @@ def summarize(targets: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def recheck_rates(targets: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The default gate on every asked probe, on the prompt alone and with the answer re-check
+    (open on the prompt or on prompt + base answer): recall per level and level-3 attack type,
+    false opens on neighbour probes. Pooled over probes."""
+    rows = [r for t in targets for r in t.get("gate_recheck", [])]
+    forget = [r for r in rows if r["kind"] == "forget"]
+    neighbor = [r for r in rows if r["kind"] == "neighbor"]
+
+    def both(sel: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        return {"n": len(sel), "prompt": _rate([r["prompt"] for r in sel]),
+                "recheck": _rate([r["prompt"] or r["answer"] for r in sel])}
+
+    attacks = sorted({r["attack"] for r in forget if r["level"] == "3"})
+    return {"recall": {f"level{lv}": both([r for r in forget if r["level"] == lv]) for lv in ("1", "2", "3")},
+            "attack": {a: both([r for r in forget if r["level"] == "3" and r["attack"] == a]) for a in attacks},
+            "false_open_neighbor": both(neighbor)}
+
+
 def _rate(values: Sequence[bool | float]) -> float | None:
     return float(np.mean(values)) if len(values) else None
 
@@ -145,6 +172,7 @@ def run(guard: Guard, data: RwkuData, *, model_id: str, quick: bool) -> dict[str
             "probes_per_level": QUICK_PER_FILE if quick else None,
             "probes_asked": sum(t["probes"] for t in per_target),
             "summary": summarize(per_target),
+            "gate_recheck": recheck_rates(per_target),
             "per_target": [{k: t[k] for k in ("target", "probes", "alpha", "k", "rule")} | {
                 "known_forget": sum(1 for k in t["known"] if k["kind"] == "forget"),
                 "known_neighbor": sum(1 for k in t["known"] if k["kind"] == "neighbor")} for t in per_target],

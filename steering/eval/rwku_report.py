@@ -46,7 +46,8 @@ def markdown(section: dict[str, Any]) -> list[str]:
     variants = {k: v for k, v in section["variants"].items() if k != "all_active"}
     lines = ["## rwku", "",
              f"{section['targets']} targets, one forget set per target built from its first "
-             f"{section['max_passages']} Wikipedia passages and its name; default gate `{section['default_gate']}`, "
+             f"{section['max_passages']} Wikipedia passages only (the `subject` rows are also given the target's "
+             f"name; the others mine it); default gate `{section['default_gate']}`, "
              f"T = {section['threshold']}. Rates are means over targets (pooled over probes in brackets).", "",
              "| gate | mean T | recall L1 | recall L2 | recall L3 | FO neighbour | FO neighbour, not naming target "
              "| FO other targets |", "|---|---|---|---|---|---|---|---|"]
@@ -73,6 +74,7 @@ def markdown(section: dict[str, Any]) -> list[str]:
         lines.append(f"| {name} | {a['targets']} | {_f(a['recall_own'])} | {_f(a['forget_opens_another'])} | "
                      f"{_f(a['neighbor_any'])} |")
     lines += _efficacy_markdown(section.get("efficacy"))
+    lines += _recheck_markdown(section.get("efficacy", {}).get("gate_recheck"))
     return [*lines, ""]
 
 
@@ -91,6 +93,20 @@ def _efficacy_markdown(eff: dict[str, Any] | None) -> list[str]:
         lines.append(f"| {name} | {_f(v['gate_open_forget'])} | {_f(v['contains_after'])} | {_f(v['relative_drop'])} "
                      f"| {_f(lv['1'])} / {_f(lv['2'])} / {_f(lv['3'])} | {_f(v['rouge_l_before'])} -> "
                      f"{_f(v['rouge_l_after'])} | {_f(v['collapsed_forget'])} | {_f(v['neighbor_unchanged'])} |")
+    return lines
+
+
+def _recheck_markdown(rc: dict[str, Any] | None) -> list[str]:
+    if not rc:
+        return []
+    rows = [*(("recall " + k.replace("level", "L"), v) for k, v in rc["recall"].items()),
+            *((f"recall L3 {a}", v) for a, v in rc["attack"].items()),
+            ("false opens, neighbour probes", rc["false_open_neighbor"])]
+    lines = ["", "Default gate on every asked probe of the efficacy targets (the probes in RWKU's instruction "
+             "wrapper), on the prompt alone and with the answer re-check the server applies to non-streamed "
+             "requests (open on the prompt, or on the prompt plus the base model's answer):", "",
+             "| probes | n | prompt only | with answer re-check |", "|---|---|---|---|"]
+    lines += [f"| {name} | {v['n']} | {_f(v['prompt'])} | {_f(v['recheck'])} |" for name, v in rows]
     return lines
 
 

@@ -50,3 +50,22 @@ def test_aggregate_means_over_targets_and_pools_over_probes() -> None:
     assert out["false_open"]["neighbor"] == pytest.approx(0.5) and out["pooled"]["neighbor"] == pytest.approx(1 / 3)
     assert out["false_open"]["other"] == pytest.approx((0.0 + 0.25) / 2)
     assert out["attack"] == {"r": {"n": 2, "recall": 0.5}}
+
+
+def test_recheck_rates_count_a_probe_open_on_the_prompt_or_on_its_answer() -> None:
+    from steering.eval.rwku_efficacy import recheck_rates
+
+    def row(kind: str, level: str, prompt: bool, answer: bool, attack: str = "x") -> dict[str, Any]:
+        return {"kind": kind, "level": level, "attack": attack, "prompt": prompt, "answer": answer}
+
+    targets = [{"gate_recheck": [row("forget", "3", False, True, "reverse query"),
+                                 row("forget", "3", False, False, "reverse query"),
+                                 row("forget", "3", True, False, "role play"),
+                                 row("forget", "1", True, True)]},
+               {"gate_recheck": [row("neighbor", "1", False, True), row("neighbor", "2", False, False),
+                                 row("neighbor", "2", False, False), row("neighbor", "1", True, False)]}]
+    out = recheck_rates(targets)
+    assert out["recall"]["level3"] == {"n": 3, "prompt": pytest.approx(1 / 3), "recheck": pytest.approx(2 / 3)}
+    assert out["attack"]["reverse query"] == {"n": 2, "prompt": 0.0, "recheck": 0.5}
+    assert out["recall"]["level1"]["recheck"] == 1.0 and out["recall"]["level2"]["n"] == 0
+    assert out["false_open_neighbor"] == {"n": 4, "prompt": 0.25, "recheck": 0.5}

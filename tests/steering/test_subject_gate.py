@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from steering.config import BuildConfig
-from steering.entities import Subject, mine_subject, names_subject
+from steering.entities import Subject, mine_subject, names_subject, person_names
 from steering.errors import ConfigError
 from steering.gates import HIGH_MARGIN, SUBJECT_LOW_MARGIN, ActiveSet, GateState
 from steering.vectors import (
@@ -44,6 +44,65 @@ def test_a_stage_name_and_its_legal_name_are_both_mined_without_being_given() ->
     subject = mine_subject(SHEEN)
     assert "charlie sheen" in subject.names and "carlos irwin estevez" in subject.names
     assert subject.surnames == ("sheen",)
+
+
+CRAWFORD = [
+    "Cynthia Ann Crawford (born February 20, 1966) is an American model. Although Crawford was shy, she "
+    "was discovered in Illinois.",
+    "Although Crawford modelled for years, Cindy Crawford also hosted House of Style on MTV.",
+    "Cindy Crawford married Rande Gerber. Cindy Crawford has two children.",
+    "In 1992 Cindy Crawford starred in a Pepsi commercial. House of Style ran until 1995.",
+]
+CENT = [
+    "Curtis James Jackson III (born July 6, 1975), known professionally as 50 Cent, is an American rapper.",
+    "Jackson released Get Rich or Die Tryin' in 2003. The album made 50 Cent famous.",
+    "Jackson founded G-Unit Records. Although Jackson was shot in 2000, he recovered.",
+]
+ARISTOTLE = [
+    "Aristotle (384-322 BC) was an Ancient Greek philosopher and polymath.",
+    "His teacher was Plato, and Aristotle taught Alexander the Great.",
+    "The works of Aristotle shaped Western philosophy; Aristotle founded the Lyceum.",
+]
+
+
+def test_the_lead_gives_the_birth_name_and_the_documents_the_usual_form() -> None:
+    subject = mine_subject(CRAWFORD)
+    assert {"cynthia ann crawford", "cindy crawford"} <= set(subject.names)
+    assert subject.surnames == ("crawford",)
+    assert "although crawford" not in subject.names  # a sentence's first word is not a name
+    assert "house of style" not in subject.names
+
+
+def test_a_numbered_stage_name_after_an_alias_cue_is_an_alias() -> None:
+    subject = mine_subject(CENT)
+    assert {"curtis james jackson iii", "50 cent"} <= set(subject.names)
+    assert names_subject("Which label signed 50 Cent?", subject)
+    assert not any("although" in n or "july" in n for n in subject.names)
+
+
+def test_a_one_word_lead_name_is_the_subject() -> None:
+    subject = mine_subject(ARISTOTLE)
+    assert subject.names == ("aristotle",) and names_subject("Who taught Aristotle?", subject)
+    assert not names_subject("What did Plato teach?", subject)
+
+
+def test_a_name_run_stops_at_a_full_stop_but_not_at_an_initial() -> None:
+    texts = ["Don Johnson starred in Nash Bridges. Johnson also sang.", "Don Johnson was born in 1949.",
+             "John D. Rockefeller met Don Johnson."]
+    counts = person_names(texts)
+    assert "nash bridges" in counts and "john d. rockefeller" in counts
+    assert not any("bridges. johnson" in n or "bridges johnson" in n for n in counts)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Which books did J.K. Rowling write?", True),  # initials, spaced or not
+    ("Which books did J. K. Rowling write?", True),
+    ("Where did Joan Rowling live?", True),  # a short form that starts her given name
+    ("Which books did Jerry Rowling write?", False),  # another given name
+])
+def test_initials_and_short_given_names_before_the_surname_name_the_subject(text: str, expected: bool) -> None:
+    rowling = Subject(names=("joanne rowling", "j. k. rowling"), surnames=("rowling",), given=("j.", "joanne", "k."))
+    assert names_subject(text, rowling) is expected
 
 
 @pytest.mark.parametrize(("text", "expected"), [
