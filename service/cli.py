@@ -308,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", parents=[common], help="unlearning evaluation: report.json, report.md, plots")
     ev.add_argument("--benchmark", action="append", help="run only this benchmark (repeatable); default all")
-    ev.add_argument("--quick", action="store_true", help="CI-sized: subsample only the large negative sets")
+    ev.add_argument("--quick", action="store_true", help="CI-sized subset of every benchmark (docs/SPEC.md)")
     ev.add_argument("--out", default="guardit-eval", help="output folder")
     ev.set_defaults(func=cmd_eval)
 

@@ -194,6 +194,12 @@ class Runtime:
             retain=reg.retain, reason=reg.reason, requested_by=reg.requested_by, ticket=reg.ticket,
             layer=reg.layer, threshold=reg.threshold, alpha=reg.alpha, model_id=self.model_id, actor=actor)
 
+    def build_config(self, layer: int | None = None) -> BuildConfig:
+        """How a new forget set is built here: its layer (None = first quartile), the server's gate rule
+        (``default_gate``) and document cap."""
+        return BuildConfig(layer=layer, max_documents=self.settings.max_forget_documents,
+                           gate=self.settings.default_gate)
+
     def build_next(self, *, actor: str = "system:builder", progress: ProgressFn | None = None) -> ForgetSetRecord | None:
         """Claim one pending set, build it and activate it (or mark it failed); None if none pending."""
         with self._build_lock:
@@ -207,7 +213,7 @@ class Runtime:
                                       [QAPair(q, a) for q, a in stored.qa] if stored.qa else None,
                                       max_documents=self.settings.max_forget_documents,
                                       max_chars=self.settings.max_document_chars)
-                config = BuildConfig(layer=record.layer, max_documents=self.settings.max_forget_documents)
+                config = self.build_config(record.layer)
                 artifacts = self.guard.build(docs, retain=list(stored.retain) or None, config=config,
                                              progress=progress)
                 threshold = record.threshold if record.threshold is not None else self.settings.default_threshold

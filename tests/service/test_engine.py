@@ -251,6 +251,25 @@ def test_answer_recheck_steers_a_question_that_avoids_the_forgotten_name(
         runtime.sync()
 
 
+def test_the_default_gate_setting_chooses_the_rule_new_sets_are_built_with(runtime: Any) -> None:
+    assert runtime.build_config().gate == "auto"
+    basil = runtime.guard.state.get(_helpers().active_id(runtime, "basil")).artifacts
+    assert basil.gate == "subject"  # auto: basil's five QA pairs are about one person
+    real = runtime.settings
+    runtime.settings = real.model_copy(update={"default_gate": "paper"})
+    try:
+        set_id = _helpers().register(runtime, "paper-rule", None, alpha=None, documents=SHAKESPEARE)
+    finally:
+        runtime.settings = real
+    try:
+        art = runtime.guard.state.get(set_id).artifacts
+        assert art.gate == "paper" and art.doc_embeddings is None and art.subject is None
+        assert runtime.guard.gate([chat("What did Shakespeare write?")])[0]  # centroid similarity alone
+    finally:
+        runtime.registry.revoke(set_id, reason="test", actor="tests")
+        runtime.sync()
+
+
 def test_limits_are_field_errors(engine: Engine) -> None:
     async def submit(req: GenerationRequest) -> None:
         engine.submit(req)
