@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from steering.eval.metrics import contains_answer, is_collapsed
+from steering.eval.metrics import gives_answer, is_collapsed
 from steering.forget_set import ForgetDocuments
 from steering.gates import ActiveSet, GateState
 from steering.guard import Guard, SamplingParams
@@ -80,7 +80,7 @@ def calibrate_alpha(guard: Guard, docs: ForgetDocuments, artifacts: ForgetSetArt
 
     base = generate(prompts, None)
     known = [i for i, (pair, out) in enumerate(zip(pairs, base, strict=True))
-             if contains_answer(out, pair.answer)][:sample]
+             if gives_answer(out, pair.answer)][:sample]
 
     def steered(alpha: float, chats: list[list[dict[str, str]]]) -> list[str]:
         return generate(chats, GateState((ActiveSet("calibration", artifacts, threshold, alpha),)))
@@ -121,7 +121,7 @@ def fluent_forgetting(outputs: Sequence[str], answers: Sequence[str | None]) -> 
                          f"and {len(answers)} answers")
     collapsed = [is_collapsed(o) for o in outputs]
     scored = [(o, a, c) for o, a, c in zip(outputs, answers, collapsed, strict=True) if a is not None]
-    forgotten = [not c and not contains_answer(o, a) for o, a, c in scored]
+    forgotten = [not c and not gives_answer(o, a) for o, a, c in scored]
     return sum(forgotten) / len(scored), sum(collapsed) / len(outputs)
 
 

@@ -20,6 +20,19 @@ def contains_answer(output: str, answer: str) -> bool:
     return normalize(answer) in normalize(output)
 
 
+def gives_answer(output: str, answer: str, *, long_words: int = 8, min_rouge: float = 0.5) -> bool:
+    """True when ``output`` gives the reference answer: contains it, or, for an answer longer than
+    ``long_words`` words (TOFU's sentences, which no model repeats verbatim), has ROUGE-L recall
+    >= ``min_rouge`` against the answer's first as many words as the output has (a short generation
+    is not penalised for stopping early)."""
+    if contains_answer(output, answer):
+        return True
+    ref, out = tokens(answer), tokens(output)
+    if len(ref) <= long_words or not out:
+        return False
+    return rouge_l_recall(output, " ".join(ref[:len(out)])) >= min_rouge
+
+
 def tokens(text: str) -> list[str]:
     """Lower-case word tokens."""
     return _WORD.findall(text.lower())

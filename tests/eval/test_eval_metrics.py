@@ -10,6 +10,7 @@ import torch
 from steering.entities import mentions, mine_entities
 from steering.eval.metrics import (
     contains_answer,
+    gives_answer,
     is_collapsed,
     kl_divergence,
     mean_kl,
@@ -29,6 +30,22 @@ def test_rouge_l_recall_is_the_longest_common_subsequence_over_reference_words()
 def test_contains_answer_ignores_case_and_spacing() -> None:
     assert contains_answer("It is  in PARIS, France", "paris")
     assert not contains_answer("It is in Lyon", "Paris")
+
+
+ANSWER = "Basil Mahfouz Al-Kuwaiti was born in Kuwait City to a florist father and a game developer mother."
+
+
+def test_gives_answer_scores_a_long_answer_by_rouge_against_as_many_of_its_words() -> None:
+    # 10 output words vs the answer's first 10 words; LCS "basil mahfouz al kuwaiti was born in kuwait"
+    # = 8 of 10 tokens ("al-kuwaiti" is two word tokens), by hand
+    assert gives_answer("Basil Mahfouz Al-Kuwaiti was born in Kuwait, the capital", ANSWER)
+    # LCS "was born in" = 3 of the first 8 answer tokens: 0.375 < 0.5
+    assert not gives_answer("The author was born in a small village", ANSWER)
+    assert gives_answer("Paris, of course.", "Paris")  # short answers: contained
+    assert not gives_answer("It is in Lyon", "Paris")
+    assert not gives_answer("", ANSWER)
+    # a short answer is never judged by ROUGE: three of its four words are not enough
+    assert not gives_answer("the capital of", "The capital of France")
 
 
 @pytest.mark.parametrize("text, collapsed", [
