@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: A streamed row whose gate is closed is gated again on its answer every this many tokens.
+STREAM_RECHECK_TOKENS = 8
+
 __all__ = ["Engine", "EngineClosedError", "EngineError", "GateInfo", "GenerationRequest", "QueueFullError",
            "RequestHandle", "RequestTimeoutError", "StreamEvent", "UnknownModelError"]
 
@@ -167,7 +170,7 @@ class Engine:
         """The answer re-check (``steering.recheck``): when the prompt left the gate closed, gate the
         prompt plus the answer; if that opens, generate again, steered by what opened. A row that stays
         closed keeps the base model's answer, so the no-op property holds. Off with
-        ``answer_recheck=False``; streams are never re-checked (their tokens are already out)."""
+        ``answer_recheck=False``. Streams are re-checked while they run instead (``_recheck_streams``)."""
         if (not self.settings.answer_recheck or not req.steer or gen.steered or req.forced is not None
                 or gen.finish_reason == "cancelled" or not gen.text):
             return gen
@@ -369,6 +372,32 @@ class Engine:
             elif row.stream and (delta := row.tracker.delta(final=False)):
                 row.post("delta", delta)
         self._drop_finished_rows()
+        self._recheck_streams()
+
+    def _recheck_streams(self) -> None:
+        """Mid-stream answer re-check: a streamed row whose gate is closed is gated again on its
+        prompt plus the text so far every ``STREAM_RECHECK_TOKENS`` tokens; once that opens, the row
+        is steered from its next token on (what was streamed cannot be taken back)."""
+        if not self.settings.answer_recheck:
+            return
+        due = [r for r in self._active if r.stream and r.req.steer and r.vectors is None and not r.done
+               and r.tracker is not None and len(r.tracker.ids) - r.checked_at >= STREAM_RECHECK_TOKENS]
+        state = self._seen_state
+        if not due or state is None or state.empty:
+            return
+        for row in due:
+            assert row.tracker is not None
+            row.checked_at = len(row.tracker.ids)
+        late = late_matches(self.runtime.guard, [r.req.prompt for r in due],
+                            [r.tracker.text if r.tracker else "" for r in due], state)
+        for row, matched in zip(due, late, strict=True):
+            if matched:
+                row.matched, row.rechecked = tuple(matched), True
+                row.vectors = state.vectors_by_layer(matched)
+                self._plans = None
+                GATE_DECISIONS.labels(result="open_on_answer").inc()
+                logger.info("request %s: gate opened on the streamed answer after %d tokens; steering from "
+                            "the next token", row.req.request_id, row.checked_at)
 
     def _drop_finished_rows(self) -> None:
         now = time.monotonic()
@@ -413,7 +442,7 @@ class Engine:
             row.post("delta", delta)
         steered = row.req.steer and bool(row.matched)
         gen = Generation(tracker.text if tracker else "", finish, len(row.input_ids), len(ids), ids, steered,
-                         row.matched)
+                         row.matched, rechecked=steered and row.rechecked)
         GENERATED_TOKENS.inc(len(ids))
         latency = now - row.submitted
         self._latency_ewma = 0.8 * self._latency_ewma + 0.2 * latency

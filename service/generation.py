@@ -114,6 +114,9 @@ class Row:
     vectors: dict[int, torch.Tensor] | None = None
     cancelled: bool = False
     done: bool = False
+    #: tokens at the last mid-stream gate check; set when a stream's answer opened the gate
+    checked_at: int = 0
+    rechecked: bool = False
 
     def post(self, kind: str, payload: Any) -> None:
         """Hand an event to the submitting event loop (thread-safe)."""

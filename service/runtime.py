@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from service.registry import InvalidTransitionError, NotFoundError, Registry
 from service.db_models import ForgetSetRecord
+from service.registry import InvalidTransitionError, NotFoundError, Registry
 from service.settings import Settings
 from steering import (
     ActiveSet,
@@ -29,8 +29,8 @@ from steering import (
     make_documents,
 )
 from steering.calibrate import calibrate_alpha
-from steering.forget_set import ForgetDocuments, check_texts
 from steering.config import check_alpha, check_layer, check_threshold, default_alpha
+from steering.forget_set import ForgetDocuments, check_texts
 from steering.layers import n_layers
 from steering.loading import LoadedModel, resolve_model
 from steering.vectors import ProgressFn

@@ -40,7 +40,7 @@ class Settings(BaseSettings):
         True, description="choose alpha per QA forget set at build time (smallest that removes the known answers)")
     answer_recheck: bool = Field(
         True, description="when the prompt leaves the gate closed, gate the prompt plus the answer and, if "
-        "that opens, answer again steered (non-streamed requests; catches questions avoiding the name)")
+        "that opens, answer again steered (streams: steer from there on); catches questions avoiding the name")
     max_new_tokens: int = Field(512, ge=1, description="upper bound of max_new_tokens per request")
     max_prompt_tokens: int = Field(4096, ge=1, description="longest accepted prompt, in tokens")
     max_forget_documents: int = Field(5000, ge=1, description="largest forget set, in documents")

@@ -50,7 +50,8 @@ def _check_model(engine: Engine, model: str) -> None:
 
 
 async def _chunks(stream: AsyncIterator[Any], chunk: ChunkFn, include_usage: bool) -> AsyncIterator[str]:
-    """OpenAI stream: a first chunk with the gate decision, one per delta, a last one with it again."""
+    """OpenAI stream: a first chunk with the gate decision, one per delta, a last one with the final
+    decision (a mid-stream answer re-check can open the gate after the first chunk)."""
     info: GuarditInfo | None = None
     try:
         async for event in stream:
@@ -60,7 +61,7 @@ async def _chunks(stream: AsyncIterator[Any], chunk: ChunkFn, include_usage: boo
             elif isinstance(event, str):
                 yield sse(chunk(event, None, None, None))
             elif isinstance(event, Generation):
-                yield sse(chunk(None, event.finish_reason, info, None))
+                yield sse(chunk(None, event.finish_reason, generation_info(event), None))
                 if include_usage:
                     yield sse(chunk(None, None, None, openai_usage(event)))
     except Exception as exc:  # noqa: BLE001 - the status line is gone: report in-band

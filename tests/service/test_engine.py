@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from service.engine import (
+    STREAM_RECHECK_TOKENS,
     Engine,
     EngineClosedError,
     GateInfo,
@@ -23,7 +24,7 @@ from service.engine import (
 )
 from service.metrics import GATE_DECISIONS
 from steering import ConfigError, Generation, SamplingParams
-from steering.recheck import forced_state
+from steering.recheck import forced_state, late_matches
 
 
 def _helpers() -> Any:
@@ -246,6 +247,34 @@ def test_answer_recheck_steers_a_question_that_avoids_the_forgotten_name(
         france = run(engine.generate(GenerationRequest(chat(CLOSED[0]), GREEDY)))
         assert france.token_ids == reference[CLOSED[0]].token_ids and not france.rechecked
         assert opened_on_answer._value.get() == before + 2  # the compare's steered arm, not France
+    finally:
+        runtime.registry.revoke(set_id, reason="test", actor="tests")
+        runtime.sync()
+
+
+def test_a_stream_is_steered_from_the_token_after_its_answer_opens_the_gate(runtime: Any, engine: Engine) -> None:
+    set_id = _helpers().register(runtime, "shakespeare-stream", None, alpha=None, documents=SHAKESPEARE)
+    question, params = chat("Who wrote Romeo and Juliet?"), SamplingParams(max_new_tokens=24)
+    guard = runtime.guard
+    try:
+        state = guard.state
+        base = guard.generate([question], params, steer=False)[0]
+
+        async def collect() -> list[Any]:
+            return [event async for event in engine.stream(GenerationRequest(question, params))]
+
+        events = run(collect())
+        gate, final = events[0], events[-1]
+        assert isinstance(gate, GateInfo) and not gate.steered  # the prompt leaves the gate closed
+        assert isinstance(final, Generation) and final.steered and final.rechecked
+        assert {m.forget_set_id for m in final.matched} == {set_id}
+        assert "".join(e for e in events if isinstance(e, str)) == final.text
+        # Checked every STREAM_RECHECK_TOKENS tokens: the first check whose text names him opens it.
+        every = STREAM_RECHECK_TOKENS
+        opened_at = next(n for n in range(every, len(base.token_ids) + 1, every) if late_matches(
+            guard, [question], [guard.tokenizer.decode(base.token_ids[:n], skip_special_tokens=True)], state)[0])
+        assert final.token_ids[:opened_at] == base.token_ids[:opened_at]  # streamed before: the base answer
+        assert final.token_ids != base.token_ids  # steered from the next token on
     finally:
         runtime.registry.revoke(set_id, reason="test", actor="tests")
         runtime.sync()
