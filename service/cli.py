@@ -238,6 +238,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from steering.eval import report as eval_report
     from steering.loading import resolve_model
 
+    # Benchmarks run for minutes to an hour: their progress lines (INFO) go to stderr.
+    logging.getLogger("steering.eval").setLevel(logging.INFO)
     settings = _settings(args)
     embedder = load_embedder(settings.embedder)
     out = Path(args.out)
