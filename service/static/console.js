@@ -270,7 +270,9 @@
         ? "identical output"
         : `outputs diverge at token #${r.first_divergent_token} (highlighted)`;
       renderMatched(r.matched);
-      say("compare-message", `${r.steered.usage.completion_tokens} / ${r.unsteered.usage.completion_tokens} tokens`, "ok");
+      const how = r.steered.guardit.rechecked
+        ? "; the prompt left the gate closed, the unsteered answer opened it (answer re-check)" : "";
+      say("compare-message", `${r.steered.usage.completion_tokens} / ${r.unsteered.usage.completion_tokens} tokens${how}`, "ok");
     } catch (err) {
       say("compare-message", explain(err), "error");
     } finally {
