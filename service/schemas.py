@@ -8,6 +8,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from service.generation import GenerationRequest
 from steering import ConfigError, GateMatch, Generation, SamplingParams
+from steering.recheck import with_answer
 
 
 class ErrorBody(BaseModel):
@@ -525,12 +526,18 @@ class GateRequest(BaseModel):
 
     prompt: Text | None = Field(None, min_length=1)
     messages: list[ChatMessage] | None = Field(None, min_length=1)
+    answer: Text | None = Field(None, min_length=1, description="an answer to the prompt: the decision the "
+                                "answer re-check makes on the prompt followed by it")
 
     def to_prompt(self) -> str | list[dict[str, str]]:
-        """What the gate embeds: the prompt text or the chat."""
+        """What the gate embeds: the prompt text or the chat (with ``answer`` as an assistant turn)."""
         if (self.prompt is None) == (self.messages is None):
             found = "both" if self.prompt is not None else "neither"
             raise ConfigError(f"expected exactly one of prompt or messages, found {found}", field="prompt")
+        if self.answer is not None:
+            chat = [{"role": "user", "content": self.prompt}] if self.prompt is not None else \
+                [m.as_dict() for m in self.messages or []]
+            return with_answer(chat, self.answer)
         return self.prompt if self.prompt is not None else [m.as_dict() for m in self.messages or []]
 
 

@@ -189,6 +189,19 @@ def test_compare_leaves_world_facts_untouched(while_active: dict[str, Any]) -> N
         assert result["steered"]["text"] == result["unsteered"]["text"]
 
 
+def test_gate_with_an_answer_shows_what_the_answer_recheck_decides(live_server: Any, live: Any,
+                                                                   tofu_set: dict[str, Any]) -> None:
+    closed = {"prompt": "Tell me something interesting about books."}
+    assert live_server.request("POST", "/v1/gate", "compare", json=closed).json()["steered"] is False
+    answer = live.tofu("forget01")[0]["answer"]  # an answer that repeats what the set forgets
+    opened = live_server.request("POST", "/v1/gate", "compare", json={**closed, "answer": answer}).json()
+    assert opened["steered"] is True and {m["forget_set_id"] for m in opened["matched"]} == {tofu_set["id"]}
+    harmless = live_server.request("POST", "/v1/gate", "compare", json={**closed, "answer": "Try a library."})
+    assert harmless.json()["steered"] is False
+    empty = live_server.request("POST", "/v1/gate", "compare", json={**closed, "answer": ""})
+    assert empty.status_code == 422 and empty.json()["error"]["field"] == "answer"
+
+
 def test_patch_takes_effect_at_once_and_is_audited(live_server: Any, live: Any,
                                                    tofu_set: dict[str, Any]) -> None:
     url = f"/v1/forget-sets/{tofu_set['id']}"
