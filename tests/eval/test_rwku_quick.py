@@ -65,6 +65,14 @@ def test_the_default_gate_beats_the_paper_gate(rwku: dict[str, Any]) -> None:
     assert ours["attack"]["cross lingual"]["recall"] > paper["attack"]["cross lingual"]["recall"] + 0.5
 
 
+def test_the_answer_recheck_only_adds_opens_and_is_reported_per_level(rwku: dict[str, Any]) -> None:
+    rc = rwku["efficacy"]["gate_recheck"]
+    for level in ("level1", "level2", "level3"):
+        cell = rc["recall"][level]
+        assert cell["n"] > 0 and 0.0 <= cell["prompt"] <= cell["recheck"] <= 1.0
+    assert rc["false_open_neighbor"]["n"] > 0
+
+
 def test_steering_removes_known_answers_and_keeps_known_neighbours(rwku: dict[str, Any]) -> None:
     summary = rwku["efficacy"]["summary"]["auto"]
     assert summary["known_forget"] >= 1 and summary["known_neighbor"] >= 1
