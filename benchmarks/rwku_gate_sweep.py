@@ -32,6 +32,12 @@ from steering.loading import load_embedder  # noqa: E402
 from steering.vectors import embed, gate_names  # noqa: E402
 
 
+def emit(line: str) -> None:
+    """One line of the report on stdout."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the first 10 targets")
@@ -59,17 +65,19 @@ def main() -> None:
 
     def rate(group: str, margin: float) -> float:
         t = DEFAULT_THRESHOLD
-        return float(np.mean([s >= t + margin or (named and s >= t - SUBJECT_LOW_MARGIN) for s, named in seen[group]]))
+        return float(np.mean([s >= t + margin or (named and s >= t - SUBJECT_LOW_MARGIN)
+                              for s, named in seen[group]]))
 
-    print(f"RWKU, {len(data.targets)} targets, auto gate rule, T = {DEFAULT_THRESHOLD}; pooled over probes "
+    emit(f"RWKU, {len(data.targets)} targets, auto gate rule, T = {DEFAULT_THRESHOLD}; pooled over probes "
           f"(product margin {HIGH_MARGIN})")
-    print("| similarity-only margin | recall L1 | recall L2 | recall L3 | FO neighbour | FO neighbour, unnamed |")
-    print("|---|---|---|---|---|---|")
+    emit("| similarity-only margin | recall L1 | recall L2 | recall L3 | FO neighbour "
+         "| FO neighbour, unnamed |")
+    emit("|---|---|---|---|---|---|")
     for m in margins:
         cells = [rate(g, m) for g in ("L1", "L2", "L3", "neighbour", "neighbour unnamed")]
-        print(f"| {m:.2f} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
+        emit(f"| {m:.2f} | " + " | ".join(f"{c:.3f}" for c in cells) + " |")
     n = {g: len(v) for g, v in seen.items()}
-    print(f"probes: {n}")
+    emit(f"probes: {n}")
 
 
 if __name__ == "__main__":

@@ -188,14 +188,16 @@ def mine_subject(texts: Sequence[str], *, name: str | None = None, lead_docs: in
             continue
         found = [fold(_clean(m)) for m in _LEAD.findall(head) + _PAREN.findall(head) + _ALIAS_CUE.findall(head)]
         # A one-word alias ("Hogan" in "née Hogan") is too often someone's surname or a place.
-        names.update(f for f in found if len(f.split()) >= 2 and not set(f.split()) & (_MONTHS | _LEADING))
+        names.update(f for f in found
+                     if len(f.split()) >= 2 and not set(f.split()) & (_MONTHS | _LEADING))
     for mined in counts:
         parts = mined.split()
         if surname in parts and (not given or given & set(parts)) and len(parts) <= 4:
             names.add(mined)
     # The form the documents use most, when the lead gave the birth name ("Cindy Crawford" for
     # "Cynthia Ann Crawford"); only the most frequent, so relatives of that surname stay out.
-    usual = [n for n, c in counts.most_common() if c >= 2 and n.split()[-1] == surname and len(n.split()) <= 3]
+    usual = [n for n, c in counts.most_common()
+             if c >= 2 and n.split()[-1] == surname and len(n.split()) <= 3]
     if usual and name is None:
         names.add(usual[0])
     # A name that contains another one adds nothing ("paris hilton day" holds "paris hilton").
@@ -237,8 +239,8 @@ def _guess_primary(texts: Sequence[str], counts: Counter[str], lead_docs: int) -
 
 def _own_given(word: str, subject: Subject) -> bool:
     """True when ``word`` (folded, no trailing dot) can be the subject's own given name before the
-    surname: one of ``given``, initials ("J. K. Rowling", "J.K. Rowling"), or a short form that starts a given
-    name ("Sam" for Samuel, "Rob" for Robert)."""
+    surname: one of ``given``, initials ("J. K. Rowling", "J.K. Rowling"), or a short form that starts
+    a given name ("Sam" for Samuel, "Rob" for Robert)."""
     if word in subject.given or f"{word}." in subject.given or re.fullmatch(r"(?:\w\.)*\w", word):
         return True
     return len(word) >= 3 and any(g.startswith(word) for g in subject.given)
