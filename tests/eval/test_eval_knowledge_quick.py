@@ -5,44 +5,18 @@ targets (real embedded model, real TOFU and MUSE data). The int8 and MUSE runs a
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.conftest import model_cache_dir
+from tests.eval.quick_eval import run_quick
 
 pytestmark = pytest.mark.integration
 
-PNG = b"\x89PNG\r\n\x1a\n"
-
-
-def run_quick(out: Path, benchmark: str) -> dict[str, Any]:
-    """``guardit eval --quick --benchmark NAME --json`` in a subprocess; the printed report."""
-    data = out / "data"
-    data.mkdir(exist_ok=True)
-    cache = model_cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
-    (data / "models").symlink_to(cache.resolve(), target_is_directory=True)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GUARDIT_DATA_DIR": str(data), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "service.cli", "eval", "--quick", "--benchmark", benchmark,
-                           "--out", str(out), "--json"], capture_output=True, text=True, timeout=900, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    printed: dict[str, Any] = json.loads(proc.stdout)
-    assert printed == json.loads((out / "report.json").read_text())
-    assert (out / "report.md").read_text().startswith("# guardit evaluation")
-    for name in printed["plots"]:
-        assert (out / name).read_bytes()[:8] == PNG
-    return printed
-
-
 @pytest.fixture(scope="module")
 def knowledge(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    report = run_quick(tmp_path_factory.mktemp("wk"), "world-knowledge")
+    report = run_quick(tmp_path_factory.mktemp("wk"), "world-knowledge", one_thread=True)
     section: dict[str, Any] = report["benchmarks"]["world-knowledge"]
     assert report["plots"] == ["world_knowledge_forget_vs_utility.png", "world_knowledge_topics.png"]
     return section
@@ -70,7 +44,8 @@ def test_the_gate_is_what_keeps_neutral_prompts_untouched(knowledge: dict[str, A
 
 @pytest.mark.slow
 def test_forgetting_holds_on_the_int8_model_and_its_hooks_fire(tmp_path: Path) -> None:
-    section = run_quick(tmp_path, "world-knowledge-int8")["benchmarks"]["world-knowledge-int8"]
+    report = run_quick(tmp_path, "world-knowledge-int8", one_thread=True)
+    section = report["benchmarks"]["world-knowledge-int8"]
     quant = section["quantization"]
     assert quant["quantized_linear"] > 0
     assert all(calls["steered"] > 0 for calls in quant["hook_calls"].values()) and quant["hook_calls"]
@@ -81,7 +56,7 @@ def test_forgetting_holds_on_the_int8_model_and_its_hooks_fire(tmp_path: Path) -
 
 @pytest.mark.slow
 def test_muse_knowmem_reports_base_knowledge_and_where_each_gate_opens(tmp_path: Path) -> None:
-    section = run_quick(tmp_path, "muse-knowmem")["benchmarks"]["muse-knowmem"]
+    section = run_quick(tmp_path, "muse-knowmem", one_thread=True)["benchmarks"]["muse-knowmem"]
     books = section["corpora"]["books"]
     m = books["methods"]
     assert set(m) == {"unsteered", "guardit", "global-steering", "refusal-prompt"}

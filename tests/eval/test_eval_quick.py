@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.eval.quick_eval import run_quick
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    out = tmp_path_factory.mktemp("eval")
-    proc = subprocess.run([sys.executable, "-m", "service.cli", "eval", "--quick", "--benchmark", "tofu-gate",
-                           "--out", str(out), "--json"], capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    printed = json.loads(proc.stdout)
-    assert printed == json.loads((out / "report.json").read_text())
-    assert (out / "report.md").read_text().startswith("# guardit evaluation")
-    assert (out / "tofu_gate_roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    printed = run_quick(tmp_path_factory.mktemp("eval"), "tofu-gate")
+    assert "tofu_gate_roc.png" in printed["plots"]
     return printed
 
 

@@ -9,16 +9,13 @@ several CPU minutes, more than the default suite's budget allows.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from steering.eval import tofu_bench
 from steering.eval.tofu_protocol import encode_qa, user_turn
+from tests.eval.quick_eval import run_quick
 from tests.integration.conftest import model_cache_dir
 
 
@@ -66,19 +63,10 @@ def tokenizer() -> Any:
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    root = tmp_path_factory.mktemp("tofu-eval")
-    cache = model_cache_dir()
-    cache.mkdir(parents=True, exist_ok=True)
-    (root / "models").symlink_to(cache, target_is_directory=True)
-    out = root / "report"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GUARDIT_DATA_DIR": str(root)}
-    proc = subprocess.run([sys.executable, "-m", "service.cli", "eval", "--quick", "--benchmark", "tofu",
-                           "--out", str(out), "--json"], capture_output=True, text=True, timeout=900, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    printed = json.loads(proc.stdout)
-    assert printed == json.loads((out / "report.json").read_text())
+    out = tmp_path_factory.mktemp("tofu-eval")
+    printed = run_quick(out, "tofu")
     assert "## tofu (TOFU protocol" in (out / "report.md").read_text()
-    assert (out / "tofu_forget_vs_utility.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "tofu_forget_vs_utility.png" in printed["plots"]
     return printed["benchmarks"]["tofu"]
 
 
