@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -88,6 +89,11 @@ def _tandem_repeat(words: list[str], max_n: int = 4) -> bool:
             if words[i : i + n] == words[i + n : i + 2 * n] == words[i + 2 * n : i + 3 * n]:
                 return True
     return False
+
+
+def rate(values: Sequence[bool] | Sequence[float]) -> float | None:
+    """Mean of flags or values (the share of true flags); None when there are none."""
+    return float(np.mean(values)) if len(values) else None
 
 
 def relative_drop(before: float, after: float) -> float:

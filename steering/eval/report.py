@@ -16,9 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from steering.errors import ConfigError
-from steering.eval import gate_bench, tofu_bench
-from steering.eval import rwku_report
-from steering.eval import muse_bench, world_knowledge, world_knowledge_report
+from steering.eval import (
+    gate_bench,
+    muse_bench,
+    rwku_report,
+    tofu_bench,
+    world_knowledge,
+    world_knowledge_report,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -24,6 +24,7 @@ import numpy as np
 from steering.config import DEFAULT_THRESHOLD, BuildConfig
 from steering.entities import mine_entities
 from steering.eval.data import rwku
+from steering.eval.metrics import rate
 from steering.forget_set import make_documents
 from steering.gates import HIGH_MARGIN, ActiveSet, GateState
 from steering.vectors import GateParts, build_gate, embed, gate_names, gate_only_artifacts
@@ -192,10 +193,6 @@ def gate_run(embedder: Any, data: RwkuData, *, seed: int = 0) -> dict[str, Any]:
     return out
 
 
-def _rate(values: Sequence[bool]) -> float | None:
-    return float(np.mean(values)) if len(values) else None
-
-
 def _mean(values: Sequence[float | None]) -> float:
     kept = [v for v in values if v is not None]
     return float(np.mean(kept)) if kept else float("nan")
@@ -208,10 +205,10 @@ def aggregate(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         f, n = r["forget"], r["neighbor"]
         per_target.append({
             "target": r["target"],
-            **{f"level{lv}": _rate([o for p, o in f if p.level == lv]) for lv in ("1", "2", "3")},
-            "forget": _rate([o for _, o in f]), "neighbor": _rate([o for _, o in n]),
-            "neighbor_unnamed": _rate([o for p, o in n if not names_target(p.query, r["target"])]),
-            "other": _rate(r["other"])})
+            **{f"level{lv}": rate([o for p, o in f if p.level == lv]) for lv in ("1", "2", "3")},
+            "forget": rate([o for _, o in f]), "neighbor": rate([o for _, o in n]),
+            "neighbor_unnamed": rate([o for p, o in n if not names_target(p.query, r["target"])]),
+            "other": rate(r["other"])})
     forget = [(p, o) for r in records for p, o in r["forget"]]
     neighbor = [(p, o, r["target"]) for r in records for p, o in r["neighbor"]]
     attacks = sorted({p.attack for p, _ in forget if p.level == "3"})
@@ -219,15 +216,15 @@ def aggregate(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "recall": {f"level{lv}": _mean([t[f"level{lv}"] for t in per_target]) for lv in ("1", "2", "3")},
         "false_open": {k: _mean([t[k] for t in per_target]) for k in ("neighbor", "neighbor_unnamed", "other")},
         "pooled": {
-            **{f"level{lv}": _rate([o for p, o in forget if p.level == lv]) for lv in ("1", "2", "3")},
-            "neighbor": _rate([o for _, o, _ in neighbor]),
-            "neighbor_level1": _rate([o for p, o, _ in neighbor if p.level == "1"]),
-            "neighbor_level2": _rate([o for p, o, _ in neighbor if p.level == "2"]),
-            "neighbor_unnamed": _rate([o for p, o, t in neighbor if not names_target(p.query, t)]),
-            "neighbor_named_share": _rate([names_target(p.query, t) for p, _, t in neighbor]),
-            "other": _rate([o for r in records for o in r["other"]])},
+            **{f"level{lv}": rate([o for p, o in forget if p.level == lv]) for lv in ("1", "2", "3")},
+            "neighbor": rate([o for _, o, _ in neighbor]),
+            "neighbor_level1": rate([o for p, o, _ in neighbor if p.level == "1"]),
+            "neighbor_level2": rate([o for p, o, _ in neighbor if p.level == "2"]),
+            "neighbor_unnamed": rate([o for p, o, t in neighbor if not names_target(p.query, t)]),
+            "neighbor_named_share": rate([names_target(p.query, t) for p, _, t in neighbor]),
+            "other": rate([o for r in records for o in r["other"]])},
         "attack": {a: {"n": sum(1 for p, _ in forget if p.level == "3" and p.attack == a),
-                       "recall": _rate([o for p, o in forget if p.level == "3" and p.attack == a])}
+                       "recall": rate([o for p, o in forget if p.level == "3" and p.attack == a])}
                    for a in attacks},
         "per_target": per_target,
     }
@@ -245,8 +242,8 @@ def all_active(state: GateState, data: RwkuData, rng: random.Random) -> dict[str
         return [{m.forget_set_id for m in ms} for ms in state.match(rows, [p.query for p in probes])]
     fm, nm = matched(forget), matched(neighbor)
     return {"targets": len(state.sets), "forget_probes": len(forget), "neighbor_probes": len(neighbor),
-            "recall_own": _rate([p.subject in m for p, m in zip(forget, fm, strict=True)]),
-            "recall_any": _rate([bool(m) for m in fm]),
-            "forget_opens_another": _rate([bool(m - {p.subject}) for p, m in zip(forget, fm, strict=True)]),
-            "neighbor_any": _rate([bool(m) for m in nm]),
-            "neighbor_own": _rate([p.subject in m for p, m in zip(neighbor, nm, strict=True)])}
+            "recall_own": rate([p.subject in m for p, m in zip(forget, fm, strict=True)]),
+            "recall_any": rate([bool(m) for m in fm]),
+            "forget_opens_another": rate([bool(m - {p.subject}) for p, m in zip(forget, fm, strict=True)]),
+            "neighbor_any": rate([bool(m) for m in nm]),
+            "neighbor_own": rate([p.subject in m for p, m in zip(neighbor, nm, strict=True)])}

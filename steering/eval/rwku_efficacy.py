@@ -20,7 +20,7 @@ import numpy as np
 
 from steering.calibrate import calibrate_alpha
 from steering.config import DEFAULT_THRESHOLD, BuildConfig, default_alpha
-from steering.eval.metrics import contains_answer, is_collapsed, rouge_l_recall
+from steering.eval.metrics import contains_answer, is_collapsed, rate, rouge_l_recall
 from steering.eval.rwku_bench import Probe, RwkuData
 from steering.forget_set import make_documents
 from steering.gates import ActiveSet, GateState
@@ -125,15 +125,15 @@ def summarize(targets: Sequence[dict[str, Any]]) -> dict[str, Any]:
                   for lv in ("1", "2", "3")}
         out[variant] = {
             "known_forget": len(forget), "known_neighbor": len(neighbor),
-            "gate_open_forget": _rate([gen(t, i)["steered"] for t, _, i in forget]),
-            "contains_after": _rate(after),
+            "gate_open_forget": rate([gen(t, i)["steered"] for t, _, i in forget]),
+            "contains_after": rate(after),
             "relative_drop": None if not after else 1.0 - float(np.mean(after)),
             "relative_drop_level": {lv: (None if not v else 1.0 - float(np.mean(v))) for lv, v in levels.items()},
-            "rouge_l_before": _rate([rouge_l_recall(k["base"], k["answer"]) for _, k, _ in forget]),
-            "rouge_l_after": _rate([rouge_l_recall(gen(t, i)["text"], k["answer"]) for t, k, i in forget]),
-            "collapsed_forget": _rate([is_collapsed(gen(t, i)["text"]) for t, _, i in forget]),
-            "neighbor_unchanged": _rate([gen(t, i)["text"] == k["base"] for t, k, i in neighbor]),
-            "neighbor_gate_open": _rate([gen(t, i)["steered"] for t, _, i in neighbor]),
+            "rouge_l_before": rate([rouge_l_recall(k["base"], k["answer"]) for _, k, _ in forget]),
+            "rouge_l_after": rate([rouge_l_recall(gen(t, i)["text"], k["answer"]) for t, k, i in forget]),
+            "collapsed_forget": rate([is_collapsed(gen(t, i)["text"]) for t, _, i in forget]),
+            "neighbor_unchanged": rate([gen(t, i)["text"] == k["base"] for t, k, i in neighbor]),
+            "neighbor_gate_open": rate([gen(t, i)["steered"] for t, _, i in neighbor]),
         }
     return out
 
@@ -147,17 +147,13 @@ def recheck_rates(targets: Sequence[dict[str, Any]]) -> dict[str, Any]:
     neighbor = [r for r in rows if r["kind"] == "neighbor"]
 
     def both(sel: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        return {"n": len(sel), "prompt": _rate([r["prompt"] for r in sel]),
-                "recheck": _rate([r["prompt"] or r["answer"] for r in sel])}
+        return {"n": len(sel), "prompt": rate([r["prompt"] for r in sel]),
+                "recheck": rate([r["prompt"] or r["answer"] for r in sel])}
 
     attacks = sorted({r["attack"] for r in forget if r["level"] == "3"})
     return {"recall": {f"level{lv}": both([r for r in forget if r["level"] == lv]) for lv in ("1", "2", "3")},
             "attack": {a: both([r for r in forget if r["level"] == "3" and r["attack"] == a]) for a in attacks},
             "false_open_neighbor": both(neighbor)}
-
-
-def _rate(values: Sequence[bool | float]) -> float | None:
-    return float(np.mean(values)) if len(values) else None
 
 
 def run(guard: Guard, data: RwkuData, *, model_id: str, quick: bool) -> dict[str, Any]:

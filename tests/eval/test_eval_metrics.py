@@ -14,6 +14,7 @@ from steering.eval.metrics import (
     is_collapsed,
     kl_divergence,
     mean_kl,
+    rate,
     relative_drop,
     rouge_l_recall,
 )
@@ -25,6 +26,12 @@ def test_rouge_l_recall_is_the_longest_common_subsequence_over_reference_words()
     assert rouge_l_recall("nothing alike", "the cat") == 0.0
     assert rouge_l_recall("anything", "") == 0.0
     assert rouge_l_recall("Paris, France.", "paris") == 1.0
+
+
+def test_rate_is_the_share_of_true_flags_or_the_mean_and_none_when_empty() -> None:
+    assert rate([True, False, True, True]) == 0.75
+    assert rate([0.25, 0.75, 0.5]) == pytest.approx(0.5)
+    assert rate([]) is None
 
 
 def test_contains_answer_ignores_case_and_spacing() -> None:
