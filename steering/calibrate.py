@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from steering.eval.metrics import gives_answer, is_collapsed
+from steering.checks import gives_answer, is_collapsed
 from steering.forget_set import ForgetDocuments
 from steering.gates import ActiveSet, GateState
 from steering.guard import Guard, SamplingParams
