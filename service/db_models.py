@@ -36,7 +36,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.types import TypeDecorator
 
 #: Bump with every schema change and add a migration step in ``service/registry.py``.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 STATUSES = ("pending", "building", "active", "failed", "revoked")
 ACTIONS = ("create", "build_start", "activate", "fail", "update", "revoke", "recover")
@@ -122,6 +122,12 @@ forget_sets = Table(
     Column("build_started_at", UTCDateTime, nullable=True),
     Column("build_seconds", Float, nullable=True),
     Column("attempts", Integer, nullable=False, default=0),
+    # Schema 2: build progress (phase name, fraction in [0, 1]), the names the set protects as given
+    # at registration (JSON list), and the verification report stored when the set became active (JSON).
+    Column("build_phase", String(32), nullable=True),
+    Column("build_progress", Float, nullable=True),
+    Column("subjects", Text, nullable=True),
+    Column("report", Text, nullable=True),
     CheckConstraint(_in("status", STATUSES), name="status"),
     CheckConstraint(_in("doc_kind", DOC_KINDS), name="doc_kind"),
 )
@@ -215,10 +221,24 @@ class ForgetSetRecord:
     build_started_at: datetime | None
     build_seconds: float | None
     attempts: int
+    build_phase: str | None = None
+    build_progress: float | None = None
+    #: JSON list of names given at registration (see ``subject_names``).
+    subjects: str | None = None
+    #: JSON verification report (see ``Registry.get_report``); left out of ``to_dict``.
+    report: str | None = None
+
+    @property
+    def subject_names(self) -> list[str]:
+        """The subjects or trigger names given at registration (empty when none were given)."""
+        return list(json.loads(self.subjects)) if self.subjects else []
 
     def to_dict(self) -> dict[str, Any]:
         """Every field as a JSON-safe value (ISO 8601 timestamps, non-finite floats as None)."""
-        return {f.name: _json_safe(getattr(self, f.name)) for f in fields(self)}
+        out = {f.name: _json_safe(getattr(self, f.name)) for f in fields(self) if f.name != "report"}
+        out["subjects"] = self.subject_names
+        out["has_report"] = self.report is not None
+        return out
 
 
 @dataclass(frozen=True)

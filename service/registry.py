@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import secrets
 import socket
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from sqlalchemy import Connection, Engine, Row, delete, func, insert, select, text, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -124,14 +126,20 @@ class Registry:
         with self._write() as conn:
             if self.dialect == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_SCHEMA_LOCK_KEY})
+            fresh = "forget_sets" not in sa_inspect(conn).get_table_names()
             m.metadata.create_all(conn)
             found = conn.execute(select(m.schema_version.c.version)).scalar_one_or_none()
             if found is None:
-                version_row = {"id": 1, "version": m.SCHEMA_VERSION, "applied_at": _now()}
+                version_row = {"id": 1, "version": m.SCHEMA_VERSION if fresh else 1, "applied_at": _now()}
                 conn.execute(insert(m.schema_version).values(**version_row))
-            elif found > m.SCHEMA_VERSION:
+                found = version_row["version"]
+            if found > m.SCHEMA_VERSION:
                 raise SchemaVersionError(
                     f"expected registry schema version <= {m.SCHEMA_VERSION}, found {found}: upgrade guardit")
+            if found < 2:
+                for column in ("build_phase VARCHAR(32)", "build_progress FLOAT", "subjects TEXT", "report TEXT"):
+                    conn.execute(text(f"ALTER TABLE forget_sets ADD COLUMN {column}"))
+                conn.execute(update(m.schema_version).values(version=2, applied_at=_now()))
 
     @classmethod
     def for_data_dir(cls, data_dir: Path, url: str | None = None) -> Registry:
@@ -188,7 +196,7 @@ class Registry:
     def create(self, *, name: str, documents: list[str] | None, qa: list[tuple[str, str]] | None,
                retain: list[str] | None, reason: str, requested_by: str, ticket: str | None,
                layer: int | None, threshold: float | None, alpha: float | None, model_id: str,
-               actor: str) -> ForgetSetRecord:
+               actor: str, subjects: Sequence[str] | None = None) -> ForgetSetRecord:
         """Register a forget set in status ``pending``, with its texts (kept until revoked).
 
         Args:
@@ -200,6 +208,7 @@ class Registry:
             layer, threshold, alpha: Overrides of the build defaults, or None.
             model_id: The LLM whose artifacts this set will hold.
             actor: Key id of the caller, e.g. ``cli:root`` or ``key:ab12``.
+            subjects: Names the set protects, given explicitly (people or trigger names), or None.
 
         Returns:
             The new record.
@@ -222,6 +231,9 @@ class Registry:
             "name": name, "doc_kind": kind, "n_documents": len(pairs), "n_retain": len(retain or ()),
             "content_sha256": digest, "model_id": model_id, "requested_by": requested_by, "ticket": ticket,
             "layer": layer, "threshold": threshold, "alpha": alpha}
+        if subjects:
+            _check_texts(list(subjects), "subject", "subjects")
+            facts["subjects"] = json.dumps([s.strip() for s in subjects], ensure_ascii=False)
         rows = [{"kind": "forget", "position": i, "text": t, "answer": a} for i, (t, a) in enumerate(pairs)]
         rows += [{"kind": "retain", "position": i, "text": t, "answer": None}
                  for i, t in enumerate(retain or ())]
@@ -390,9 +402,39 @@ class Registry:
             now = _now()
             details = {"from": row.status, "documents_deleted": n_docs, "artifacts_deleted": blob_deleted}
             record = self._apply(conn, fs_id, actor=actor, action="revoke", at=now, reason=reason,
-                                 details=details, status="revoked", revoked_at=now)
+                                 details=details, status="revoked", revoked_at=now, report=None)
         logger.info("forget set %s revoked by %s (%d texts deleted)", fs_id, actor, n_docs)
         return record
+
+    def set_build_progress(self, fs_id: str, *, phase: str, fraction: float) -> None:
+        """Record how far a build has come (no audit row: progress is not a change of the set).
+
+        Args:
+            fs_id: The set being built.
+            phase: Short name of the build phase (``embed``, ``cluster``, ``vectors``, ``calibrate``, ...).
+            fraction: Overall progress in [0, 1].
+        """
+        if not 0.0 <= fraction <= 1.0 or not math.isfinite(fraction):
+            raise InvalidInputError(f"expected build progress in [0, 1], found {fraction}", field="fraction")
+        with self._write() as conn:
+            conn.execute(update(m.forget_sets).where(m.forget_sets.c.id == fs_id,
+                                                     m.forget_sets.c.status == "building")
+                         .values(build_phase=phase[:32], build_progress=fraction))
+
+    def set_report(self, fs_id: str, report: Mapping[str, Any]) -> None:
+        """Store the verification report of a set (replaces an earlier one; revocation deletes it)."""
+        blob = json.dumps(report, ensure_ascii=False, default=_json_default)
+        with self._write() as conn:
+            found = conn.execute(update(m.forget_sets).where(m.forget_sets.c.id == fs_id,
+                                                             m.forget_sets.c.status != "revoked")
+                                 .values(report=blob)).rowcount
+        if not found:
+            raise NotFoundError(f"expected a forget set that is not revoked, found none with id {fs_id!r}")
+
+    def get_report(self, fs_id: str) -> dict[str, Any] | None:
+        """The stored verification report, or None while there is none. Raises NotFoundError."""
+        record = self.get(fs_id)
+        return dict(json.loads(record.report)) if record.report else None
 
     def load_artifacts(self, fs_id: str) -> dict[str, torch.Tensor]:
         """The set's artifact tensors (on CPU), after checking the blob's SHA-256.
