@@ -18,7 +18,7 @@ from service.schemas import compare_response, forget_set_response, gate_response
 from service.settings import Settings, get_settings
 from steering import SamplingParams, SteeringError, load_embedder, read_forget_file
 from steering.forget_set import ForgetDocuments
-from steering.recheck import generate_rechecked
+from steering.recheck import generate_reviewed
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     guard = runtime.guard
     state = guard.state
     if runtime.settings.answer_recheck:  # as the server answers a non-streamed request
-        steered = generate_rechecked(guard, [prompt], params, state=state)[0]
+        steered = generate_reviewed(guard, [prompt], params, state=state)[0]
     else:
         steered = guard.generate([prompt], params, steer=True, state=state)[0]
     if not args.ab:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from service.decoding import KVBatch, TextTracker, decode_step, prefill, sample
+from steering.decoding import KVBatch, TextTracker, ban_eos, decode_step, prefill, row_generator, sample
 from service.generation import (
     EngineClosedError,
     EngineError,
@@ -33,21 +33,19 @@ from service.generation import (
     StreamEvent,
     UnknownModelError,
 )
-from service.metrics import BATCH_SIZE, GATE_DECISIONS, GENERATED_TOKENS, QUEUE_DEPTH
-from steering import ConfigError, GateState, Generation
+from service.metrics import ABSTENTIONS, BATCH_SIZE, GATE_DECISIONS, GENERATED_TOKENS, QUEUE_DEPTH
+from steering import ConfigError, GateMatch, GateState, Generation
 from steering.forget_set import chat_prompt
 from steering.gates import build_plans
+from steering.guard import batch_plans, eos_ids
 from steering.hooks import SteeringPlan
-from steering.recheck import late_matches
+from steering.recheck import Verdict, abstained, review
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
     from service.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-#: A streamed row whose gate is closed is gated again on its answer every this many tokens.
-STREAM_RECHECK_TOKENS = 8
 
 __all__ = ["Engine", "EngineClosedError", "EngineError", "GateInfo", "GenerationRequest", "QueueFullError",
            "RequestHandle", "RequestTimeoutError", "StreamEvent", "UnknownModelError"]
@@ -110,7 +108,7 @@ class Engine:
             # NOTE(helperA): a private tokenizer copy: fast tokenizers are not safe to share with the
             # forget-set builder thread, which pads (mutates) the runtime's tokenizer.
             self._tok = copy.deepcopy(guard.tokenizer)
-            self._eos = {t for t in (self._tok.eos_token_id, self._tok.pad_token_id) if t is not None}
+            self._eos = eos_ids(self._tok)
             self._thread = threading.Thread(target=self._run, name="guardit-engine", daemon=True)
             self._thread.start()
 
@@ -146,45 +144,80 @@ class Engine:
     # -- submission (event-loop side) -------------------------------------------------------------
     def submit(self, req: GenerationRequest, *, stream: bool = False) -> RequestHandle:
         """Validate and enqueue; raises ``ConfigError`` (422), ``QueueFullError``, ``EngineClosedError``."""
-        return self._enqueue([req], stream=stream)[0]
+        return self._enqueue([(req, self._tokenize(req))], stream=stream)[0]
+
+    async def submit_async(self, req: GenerationRequest, *, stream: bool = False) -> RequestHandle:
+        """``submit`` with the tokenization off the event loop (a long prompt never stalls the server)."""
+        ids = await asyncio.to_thread(self._tokenize, req)
+        return self._enqueue([(req, ids)], stream=stream)[0]
 
     async def generate(self, req: GenerationRequest) -> Generation:
-        """One generation (steered by every active forget set the prompt opens, or, with
-        ``answer_recheck``, that the prompt plus its unsteered answer opens: see ``_recheck``)."""
-        return await self._recheck(req, await self._await(self.submit(req)))
+        """One generation under the answer policy (``steering.recheck``): steered by every active forget
+        set the prompt opens, re-checked, and replaced by the neutral answer rather than leak."""
+        return await self._review(req, await self._await(await self.submit_async(req)))
 
     def stream(self, req: GenerationRequest) -> AsyncIterator[StreamEvent]:
         """Submit now (errors raise here, before any byte is sent) and return the event iterator."""
         return self.submit(req, stream=True).events()
 
+    async def open_stream(self, req: GenerationRequest) -> AsyncIterator[StreamEvent]:
+        """``stream`` with the tokenization off the event loop (errors still raise before any byte)."""
+        return (await self.submit_async(req, stream=True)).events()
+
     async def compare(self, req: GenerationRequest) -> tuple[Generation, Generation]:
-        """The request steered and unsteered, same seed (drawn here when absent); (steered, unsteered)."""
+        """The request steered and unsteered, same seed (drawn here when absent); (steered, unsteered).
+        The steered arm is what a ``generate`` caller gets (answer policy included)."""
         seed = req.params.seed if req.params.seed is not None else secrets.randbits(31)
         params = replace(req.params, seed=seed)
         arms = [replace(req, params=params, steer=flag) for flag in (True, False)]
-        handles = self._enqueue(arms, stream=False)
+        ids = await asyncio.to_thread(self._tokenize, arms[0])
+        handles = self._enqueue([(arm, ids) for arm in arms], stream=False)
         steered, unsteered = await asyncio.gather(*(self._await(h) for h in handles))
-        return await self._recheck(arms[0], steered), unsteered
+        return await self._review(arms[0], steered), unsteered
 
-    async def _recheck(self, req: GenerationRequest, gen: Generation) -> Generation:
-        """The answer re-check (``steering.recheck``): when the prompt left the gate closed, gate the
-        prompt plus the answer; if that opens, generate again, steered by what opened. A row that stays
-        closed keeps the base model's answer, so the no-op property holds. Off with
-        ``answer_recheck=False``. Streams are re-checked while they run instead (``_recheck_streams``)."""
-        if (not self.settings.answer_recheck or not req.steer or gen.steered or req.forced is not None
-                or gen.finish_reason == "cancelled" or not gen.text):
-            return gen
-        state = self.runtime.guard.state
-        if state.empty:
-            return gen
-        late = (await asyncio.to_thread(late_matches, self.runtime.guard, [req.prompt], [gen.text], state))[0]
-        if not late:
-            return gen
-        GATE_DECISIONS.labels(result="open_on_answer").inc()
-        logger.info("request %s: gate opened on the answer (%d clusters); generating again, steered",
-                    req.request_id, len(late))
-        again = await self._await(self.submit(replace(req, forced=tuple(late))))
-        return replace(again, rechecked=again.steered)
+    async def _review(self, req: GenerationRequest, gen: Generation) -> Generation:
+        """Act on the answer policy's verdicts (``steering.recheck.review``) until one accepts: steer
+        again, escalate, or abstain. Rows that stay closed keep the base model's answer bit for bit.
+        Streams are reviewed while they run instead (``_review_streams``)."""
+        for attempt in range(3):  # steer, escalate, abstain: at most two more generations
+            if not self._policy_applies(req, gen):
+                return gen
+            state = self.runtime.guard.state
+            verdict = await asyncio.to_thread(self._verdict, req, gen.text, state, gen.steered, gen.boost,
+                                              gen.matched, True)
+            if verdict.action == "accept":
+                return gen
+            if verdict.action == "abstain" or attempt == 2:
+                return self._abstain(req, gen, verdict.reason or "leak_after_escalation")
+            self._count_verdict(req, verdict)
+            again = await self._await(await self.submit_async(
+                replace(req, forced=verdict.matches, boost=verdict.boost)))
+            gen = replace(again, rechecked=again.steered)
+        return gen
+
+    def _policy_applies(self, req: GenerationRequest, gen: Generation) -> bool:
+        s = self.settings
+        return (req.steer and (s.answer_recheck or s.leak_check) and gen.finish_reason != "cancelled"
+                and not gen.abstained and not self.runtime.guard.state.empty)
+
+    def _verdict(self, req: GenerationRequest, text: str, state: GateState, steered: bool, boost: float,
+                 matched: Sequence[GateMatch], final: bool) -> Verdict:
+        return review(self.runtime.guard, state, req.prompt, text, steered=steered, boost=boost,
+                      matched=matched, recheck=self.settings.answer_recheck, leak_check=self.settings.leak_check,
+                      final=final)
+
+    def _count_verdict(self, req: GenerationRequest, verdict: Verdict) -> None:
+        result = "open_on_answer" if verdict.reason == "gate_on_answer" else (
+            "escalated" if verdict.action == "escalate" else "open_on_leak")
+        GATE_DECISIONS.labels(result=result).inc()
+        logger.info("request %s: answer policy %s (%s, %d clusters)", req.request_id, verdict.action,
+                    verdict.reason, len(verdict.matches))
+
+    def _abstain(self, req: GenerationRequest, gen: Generation, reason: str) -> Generation:
+        ABSTENTIONS.labels(reason=reason).inc()
+        logger.info("request %s: abstained (%s)", req.request_id, reason)
+        with self._tok_lock:
+            return abstained(gen, self.settings.abstain_text, reason, self._tok)
 
     async def _await(self, handle: RequestHandle) -> Generation:
         try:  # backstop only: the worker enforces the deadline itself between tokens
@@ -195,15 +228,15 @@ class Engine:
             raise RequestTimeoutError(f"expected a result within {self.settings.request_timeout_s:g} s, "
                                       "found none") from exc
 
-    def _enqueue(self, reqs: Sequence[GenerationRequest], *, stream: bool) -> list[RequestHandle]:
+    def _enqueue(self, prepared: Sequence[tuple[GenerationRequest, list[int]]], *,
+                 stream: bool) -> list[RequestHandle]:
         self.start()
-        prepared = [(req, self._tokenize(req)) for req in reqs]
         loop = asyncio.get_running_loop()
         now = time.monotonic()
         with self._cv:
             if not self._accepting:
                 raise EngineClosedError("expected a running engine, found it shutting down")
-            if len(self._queue) + len(reqs) > self.settings.queue_size:
+            if len(self._queue) + len(prepared) > self.settings.queue_size:
                 raise QueueFullError(f"expected a free queue slot, found {len(self._queue)} requests queued",
                                      retry_after=self._retry_after())
             rows = [Row(req, ids, loop, asyncio.Queue(), stream, now, now + self.settings.request_timeout_s)
@@ -214,6 +247,7 @@ class Engine:
         return [RequestHandle(row, self._wake) for row in rows]
 
     def _tokenize(self, req: GenerationRequest) -> list[int]:
+        self.start()  # the engine's own tokenizer copy is made there
         p = req.params
         if not 1 <= p.max_new_tokens <= self.settings.max_new_tokens:
             raise ConfigError(f"expected {req.max_tokens_field} in [1, {self.settings.max_new_tokens}], "
@@ -326,93 +360,120 @@ class Engine:
 
     def _prefill_rows(self, rows: list[Row], state: GateState) -> tuple[KVBatch, torch.Tensor]:
         guard = self.runtime.guard
-        gated = [r for r in rows if r.req.forced is None]
-        decided = iter(guard.gate([r.req.prompt for r in gated], state) if gated else [])
-        live = set(state.ids())
-        for row in rows:
+        plans = guard.plan([r.req.prompt for r in rows], state, steer=[r.req.steer for r in rows],
+                           forced=[r.req.forced for r in rows], boost=[r.req.boost for r in rows])
+        for row, plan in zip(rows, plans, strict=True):
             p = row.req.params
-            if row.req.forced is None:
-                matched = list(next(decided))
-                if row.req.steer:
-                    GATE_DECISIONS.labels(result="open" if matched else "closed").inc()
-            else:  # a set revoked since the first pass no longer steers
-                matched = [m for m in row.req.forced if m.forget_set_id in live]
-            row.matched = tuple(matched)
-            row.vectors = state.vectors_by_layer(matched) if (row.req.steer and matched) else None
-            if p.temperature > 0:
-                seed = p.seed if p.seed is not None else secrets.randbits(63)
-                row.generator = torch.Generator().manual_seed(seed)
-            row.tracker = TextTracker(self._tok, p.stop, self._eos, p.max_new_tokens)
-            if row.stream:
+            if row.req.forced is None and row.req.steer:
+                GATE_DECISIONS.labels(result="open" if plan.matched else "closed").inc()
+            row.matched, row.vectors = plan.matched, plan.vectors
+            row.generator = row_generator(p.temperature, p.seed)
+            row.tracker = TextTracker(self._tok, p.stop, self._eos, p.max_new_tokens, prefix=row.prefix_text,
+                                      prefix_tokens=len(row.prefix_ids), emitted=row.emitted)
+            row.checked_ids, row.ok_count, row.released = 0, 0, len(row.prefix_text)
+            if row.stream and not row.gate_posted:
+                row.gate_posted = True
                 row.post("gate", GateInfo(row.vectors is not None, row.matched))
-        plans = build_plans([r.vectors for r in rows], len(rows))
         pad = self._tok.pad_token_id if self._tok.pad_token_id is not None else 0
-        with guard.hooks.steer(plans):
-            return prefill(guard.model, [r.input_ids for r in rows], pad)
+        with guard.hooks.steer(batch_plans(plans)):
+            return prefill(guard.model, [r.input_ids + r.prefix_ids for r in rows], pad)
 
     def _accept(self, rows: list[Row], logits: torch.Tensor, offset: int = 0) -> None:
-        """Sample one token per row, stream it, finish rows; ``rows`` sit at ``offset`` in the batch."""
+        """Sample one token per row, stream what the answer policy has passed, finish rows; ``rows``
+        sit at ``offset`` in the batch."""
         assert self._batch is not None
         params = [r.req.params for r in rows]
-        if any(p.ignore_eos for p in params):
-            logits = logits.clone()
-            banned = torch.tensor(sorted(self._eos), dtype=torch.long)
-            for i, p in enumerate(params):
-                if p.ignore_eos:
-                    logits[i, banned] = float("-inf")
+        logits = ban_eos(logits, [p.ignore_eos for p in params], self._eos)
         tokens = sample(logits, [p.temperature for p in params], [p.top_p for p in params],
                         [r.generator for r in rows])
         self._batch.last[offset:offset + len(rows)] = torch.tensor(tokens, dtype=torch.long)
         now = time.monotonic()
         for row, token in zip(rows, tokens, strict=True):
-            assert row.tracker is not None
-            finish = row.tracker.push(token)
+            tracker = row.tracker
+            assert tracker is not None
+            finish = tracker.push(token)
+            held = row.stream and self._holds(row)
+            if held and (finish is not None or len(tracker.ids) - row.checked_ids >= self.settings.stream_holdback_tokens):
+                if not self._review_stream_row(row, final=finish is not None, now=now):
+                    continue  # generating again from what was sent, or abstained
             if finish is not None:
                 self._close_row(row, finish, now)
-            elif row.stream and (delta := row.tracker.delta(final=False)):
-                row.post("delta", delta)
+            elif row.stream:
+                if not held:  # nothing to protect: all of it passes
+                    row.ok_count, row.released = len(tracker.ids), len(tracker.text)
+                if delta := tracker.delta(final=False, upto=row.released):
+                    row.post("delta", delta)
         self._drop_finished_rows()
-        self._recheck_streams()
 
-    def _recheck_streams(self) -> None:
-        """Mid-stream answer re-check: a streamed row whose gate is closed is gated again on its
-        prompt plus the text so far every ``STREAM_RECHECK_TOKENS`` tokens; once that opens, the row
-        is steered from its next token on (what was streamed cannot be taken back)."""
-        if not self.settings.answer_recheck:
-            return
-        due = [r for r in self._active if r.stream and r.req.steer and r.vectors is None and not r.done
-               and r.tracker is not None and len(r.tracker.ids) - r.checked_at >= STREAM_RECHECK_TOKENS]
-        state = self._seen_state
-        if not due or state is None or state.empty:
-            return
-        for row in due:
-            assert row.tracker is not None
-            row.checked_at = len(row.tracker.ids)
-        late = late_matches(self.runtime.guard, [r.req.prompt for r in due],
-                            [r.tracker.text if r.tracker else "" for r in due], state)
-        for row, matched in zip(due, late, strict=True):
-            if matched:
-                row.matched, row.rechecked = tuple(matched), True
-                row.vectors = state.vectors_by_layer(matched)
-                self._plans = None
-                GATE_DECISIONS.labels(result="open_on_answer").inc()
-                logger.info("request %s: gate opened on the streamed answer after %d tokens; steering from "
-                            "the next token", row.req.request_id, row.checked_at)
+    def _holds(self, row: Row) -> bool:
+        """Whether a stream's tokens wait for the answer policy (only while a forget set is active)."""
+        s, state = self.settings, self._seen_state
+        return row.req.steer and (s.answer_recheck or s.leak_check) and state is not None and not state.empty
+
+    def _review_stream_row(self, row: Row, *, final: bool, now: float) -> bool:
+        """The answer policy on a stream's text so far; True lets the row go on (and releases the text).
+
+        On ``steer`` or ``escalate`` the row leaves the batch and starts again, steered, from the text
+        already sent (``prefix_ids``): nothing unchecked was sent, so nothing is taken back. On
+        ``abstain`` the stream ends (with the neutral answer when nothing was sent yet).
+        """
+        tracker, state = row.tracker, self._seen_state
+        assert tracker is not None and state is not None
+        verdict = self._verdict(row.req, tracker.text, state, row.vectors is not None, row.req.boost,
+                                row.matched, final)
+        row.checked_ids = len(tracker.ids)
+        if verdict.action == "accept":
+            row.ok_count, row.released = len(tracker.ids), len(tracker.text)
+            return True
+        if verdict.action == "abstain" or row.restarts >= 2:
+            self._close_abstained(row, verdict.reason or "leak_after_escalation", now)
+            return False
+        self._count_verdict(row.req, verdict)
+        row.req = replace(row.req, forced=verdict.matches, boost=verdict.boost)
+        row.prefix_ids = [*row.prefix_ids, *tracker.ids[:row.ok_count]]
+        row.prefix_text = tracker.text[:row.released]
+        row.emitted, row.restarts, row.requeue = tracker.emitted, row.restarts + 1, True
+        row.rechecked = row.rechecked or verdict.action == "steer"
+        return False
+
+    def _close_abstained(self, row: Row, reason: str, now: float) -> None:
+        """End a stream with the neutral answer (or, once text was sent, with what was sent)."""
+        tracker = row.tracker
+        assert tracker is not None
+        row.done = True
+        ABSTENTIONS.labels(reason=reason).inc()
+        sent = tracker.text[:tracker.emitted]
+        text = sent if sent.strip() else self.settings.abstain_text
+        if not sent.strip():
+            row.post("delta", text)
+        with self._tok_lock:
+            ids = tuple(self._tok.encode(text, add_special_tokens=False))
+        gen = Generation(text, "stop", len(row.input_ids), len(ids), ids, True, row.matched,
+                         rechecked=row.rechecked, abstained=True, abstain_reason=reason, boost=row.req.boost)
+        logger.info("request %s route=%s: stream abstained (%s)", row.req.request_id, row.req.route, reason)
+        self._finish_row(row, gen, now)
 
     def _drop_finished_rows(self) -> None:
         now = time.monotonic()
         for row in self._active:
             if not row.done and (row.cancelled or now > row.deadline):
                 self._close_row(row, "cancelled", now)
-        keep = [i for i, row in enumerate(self._active) if not row.done]
+        keep = [i for i, row in enumerate(self._active) if not (row.done or row.requeue)]
         if len(keep) == len(self._active):
             return
+        again = [row for row in self._active if row.requeue and not row.done]
         self._active = [self._active[i] for i in keep]
         self._plans = None
         if not keep:
             self._batch = None
         elif self._batch is not None:
             self._batch.keep(keep)
+        if again:
+            with self._cv:
+                for row in reversed(again):  # first in line: they were running already
+                    row.requeue = False
+                    self._queue.appendleft(row)
+                QUEUE_DEPTH.set(len(self._queue))
 
     def _refresh_vectors(self, state: GateState) -> None:
         """Apply a new gate snapshot: a revoked set stops steering its rows from the next token."""
@@ -422,7 +483,7 @@ class Engine:
         for row in self._active:
             if row.req.steer and row.matched:
                 still = [m for m in row.matched if m.forget_set_id in live]
-                row.vectors = state.vectors_by_layer(still) if still else None
+                row.vectors = state.vectors_by_layer(still, boost=row.req.boost) if still else None
         self._seen_state, self._plans = state, None
 
     def _current_plans(self) -> dict[int, SteeringPlan]:
@@ -437,17 +498,21 @@ class Engine:
                 f"expected a result within {self.settings.request_timeout_s:g} s, found it still running"))
             return
         tracker = row.tracker
-        ids = tuple(tracker.ids) if tracker is not None else ()
+        ids = (*row.prefix_ids, *(tracker.ids if tracker is not None else ()))
         if row.stream and tracker is not None and (delta := tracker.delta(final=True)):
             row.post("delta", delta)
         steered = row.req.steer and bool(row.matched)
         gen = Generation(tracker.text if tracker else "", finish, len(row.input_ids), len(ids), ids, steered,
-                         row.matched, rechecked=steered and row.rechecked)
-        GENERATED_TOKENS.inc(len(ids))
+                         row.matched, rechecked=steered and row.rechecked, boost=row.req.boost if steered else 0.0)
+        self._finish_row(row, gen, now)
+
+    def _finish_row(self, row: Row, gen: Generation, now: float) -> None:
+        GENERATED_TOKENS.inc(gen.completion_tokens)
         latency = now - row.submitted
         self._latency_ewma = 0.8 * self._latency_ewma + 0.2 * latency
         logger.info("request %s route=%s finish=%s steered=%s prompt_tokens=%d tokens=%d latency=%.3fs",
-                    row.req.request_id, row.req.route, finish, steered, gen.prompt_tokens, len(ids), latency)
+                    row.req.request_id, row.req.route, gen.finish_reason, gen.steered, gen.prompt_tokens,
+                    gen.completion_tokens, latency)
         row.post("done", gen)
 
     def _fail(self, row: Row, exc: Exception) -> None:

@@ -16,7 +16,7 @@ from steering.types import Prompt
 if TYPE_CHECKING:
     import torch
 
-    from service.decoding import TextTracker
+    from steering.decoding import TextTracker
 
 
 class EngineError(Exception):
@@ -83,6 +83,8 @@ class GenerationRequest:
     prompt_field: str = "prompt"
     max_tokens_field: str = "max_new_tokens"
     forced: tuple[GateMatch, ...] | None = None
+    #: strength added to each open set's alpha (the answer policy's escalation)
+    boost: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -114,9 +116,21 @@ class Row:
     vectors: dict[int, torch.Tensor] | None = None
     cancelled: bool = False
     done: bool = False
-    #: tokens at the last mid-stream gate check; set when a stream's answer opened the gate
-    checked_at: int = 0
     rechecked: bool = False
+    #: stream hold-back: tokens (since the last start) at the last answer-policy check, and how many
+    #: characters of the text have passed it (only those are sent)
+    checked_ids: int = 0
+    released: int = 0
+    #: tokens (since the last start) of the text that passed the last check
+    ok_count: int = 0
+    #: a stream started again under a stronger decision continues from the text already passed:
+    #: its ids (fed after the prompt), that text, and the characters already sent
+    prefix_ids: list[int] = field(default_factory=list)
+    prefix_text: str = ""
+    emitted: int = 0
+    restarts: int = 0
+    requeue: bool = False
+    gate_posted: bool = False
 
     def post(self, kind: str, payload: Any) -> None:
         """Hand an event to the submitting event loop (thread-safe)."""

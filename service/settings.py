@@ -41,6 +41,16 @@ class Settings(BaseSettings):
     answer_recheck: bool = Field(
         True, description="when the prompt leaves the gate closed, gate the prompt plus the answer and, if "
         "that opens, answer again steered (streams: steer from there on); catches questions avoiding the name")
+    leak_check: bool = Field(
+        True, description="check every answer for a forget set's content before it leaves: steer again, "
+        "then harder, then abstain (steering.recheck)")
+    abstain_text: str = Field(
+        "I don't have information about that.", min_length=1, max_length=500,
+        description="the neutral answer given instead of one that would leak or is degenerate")
+    stream_holdback_tokens: int = Field(
+        16, ge=1, le=256, description="while a forget set is active, a stream's tokens are held back until "
+        "the answer policy has checked them, this many tokens at a time (adds about that many tokens of "
+        "generation time to the time to first token)")
     max_new_tokens: int = Field(512, ge=1, description="upper bound of max_new_tokens per request")
     max_prompt_tokens: int = Field(4096, ge=1, description="longest accepted prompt, in tokens")
     max_forget_documents: int = Field(5000, ge=1, description="largest forget set, in documents")

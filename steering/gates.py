@@ -88,6 +88,11 @@ class GateState:
             if parts else np.zeros(0, np.float32))
 
     @property
+    def width(self) -> int:
+        """Embedding width of the centroids (0 when empty)."""
+        return int(self._centroids.shape[1])
+
+    @property
     def empty(self) -> bool:
         """True when no forget set is active (every gate closed)."""
         return not self.sets
@@ -127,10 +132,16 @@ class GateState:
         return self.match_groups(embeddings, [[i] for i in range(len(embeddings))], texts)
 
     def match_groups(self, embeddings: np.ndarray, groups: Sequence[Sequence[int]],
-                     texts: Sequence[str] | None = None) -> list[list[GateMatch]]:
+                     texts: Sequence[str] | None = None, *,
+                     names: Sequence[Sequence[str]] | None = None) -> list[list[GateMatch]]:
         """Like ``match`` where each prompt owns several embedding rows; the highest similarity counts.
 
-        ``texts`` is indexed like the embedding rows.
+        Args:
+            embeddings: ``[n_rows, d_embed]`` unit embeddings of every prompt's rows.
+            groups: per prompt, its rows.
+            texts: indexed like the rows; names are looked for in a prompt's row texts ...
+            names: ... unless given here: per prompt, the full texts to look for names in
+                (``steering.gate_input.GateInput.full_texts``).
         """
         if self.empty:
             return [[] for _ in groups]
@@ -140,7 +151,10 @@ class GateState:
             best = sims[list(rows)].max(axis=0)  # [total_clusters]
             open_idx = np.nonzero(best >= self._thresholds)[0]
             found = {(int(self._owner[j]), int(self._cluster[j])): float(best[j]) for j in open_idx}
-            row_texts = [texts[r] for r in rows] if texts is not None else []
+            if names is not None:
+                row_texts = list(names[len(out)])
+            else:
+                row_texts = [texts[r] for r in rows] if texts is not None else []
             for owner, cluster, sim in self._hybrid(embeddings[list(rows)], row_texts):
                 found[(owner, cluster)] = max(sim, found.get((owner, cluster), sim))
             out.append([GateMatch(self.sets[o].forget_set_id, c, sim) for (o, c), sim in sorted(found.items())])
@@ -160,21 +174,26 @@ class GateState:
                 opened.append((owner, int(art.labels[best_doc]), s))
         return opened
 
-    def vectors_by_layer(self, matches: Sequence[GateMatch]) -> dict[int, torch.Tensor]:
-        """layer -> ``[d_model]`` vector to subtract (alpha_s * mu_s folded in, Eq. 6-8)."""
+    def vectors_by_layer(self, matches: Sequence[GateMatch], *, boost: float = 0.0) -> dict[int, torch.Tensor]:
+        """layer -> ``[d_model]`` vector to subtract (alpha_s * mu_s folded in, Eq. 6-8).
+
+        ``boost`` is added to each open set's alpha (the answer policy's escalation), up to 1; a set
+        switched off with alpha 0 stays off.
+        """
         by_set: dict[str, list[int]] = {}
         for m in matches:
             by_set.setdefault(m.forget_set_id, []).append(m.cluster)
         per_layer: dict[int, tuple[list[torch.Tensor], list[float]]] = {}
         for set_id, clusters in by_set.items():
             active = self.get(set_id)
-            if active.alpha == 0.0:
+            alpha = active.alpha if boost == 0.0 or active.alpha == 0.0 else max(active.alpha, min(1.0, active.alpha + boost))
+            if alpha == 0.0:
                 continue
             art = active.artifacts
             direction = set_direction(art.psvs, clusters, art.retain_direction)
             dirs, scales = per_layer.setdefault(art.layer, ([], []))
             dirs.append(direction)
-            scales.append(active.alpha * art.mean_norm)
+            scales.append(alpha * art.mean_norm)
         return {layer: combine(d, s) for layer, (d, s) in per_layer.items()}
 
 

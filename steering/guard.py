@@ -11,14 +11,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from steering.config import BuildConfig, check_alpha, check_layer, check_threshold
 from steering.errors import ConfigError
 from steering.layers import d_model, n_layers
 from steering.forget_set import ForgetDocuments, chat_prompt
+from steering.decoding import run_batch
+from steering.gate_input import gate_input
 from steering.gates import ActiveSet, GateMatch, GateState, build_plans
-from steering.hooks import ResidualHooks
+from steering.hooks import ResidualHooks, SteeringPlan
 from steering.types import Prompt
 from steering.vectors import ForgetSetArtifacts, ProgressFn, build_artifacts, embed
 
@@ -50,18 +53,37 @@ class Generation:
     #: True when the gate stayed closed on the prompt, opened on the prompt plus the unsteered answer,
     #: and this answer was generated again, steered (``steering.recheck``).
     rechecked: bool = False
+    #: True when the answer policy replaced the model's answer by the neutral answer (``steering.recheck``).
+    abstained: bool = False
+    #: Why it abstained (``leak``, ``leak_after_escalation``, ``degenerate``); None otherwise.
+    abstain_reason: str | None = None
+    #: Strength added to the open sets' alpha for this answer (the answer policy's escalation).
+    boost: float = 0.0
 
 
-def gate_texts(prompt: Prompt) -> list[str]:
-    """What the gate embeds for a prompt: the text, or for a chat the latest user turn and the whole chat."""
-    if isinstance(prompt, str):
-        return [prompt]
-    users = [m["content"] for m in prompt if m.get("role") == "user"]
-    texts = [users[-1]] if users else []
-    whole = "\n".join(m["content"] for m in prompt)
-    if whole not in texts:
-        texts.append(whole)
-    return texts
+@dataclass(frozen=True)
+class RowPlan:
+    """The gate's decision for one row of a batch: what opened, and what to subtract where.
+
+    Attributes:
+        matched: the open clusters (kept for unsteered rows too: ``compare`` shows them).
+        vectors: layer -> ``[d_model]`` vector for ``steering.hooks`` (None: the row is untouched).
+        boost: strength added to every open set's alpha (answer policy escalation; 0 normally).
+    """
+
+    matched: tuple[GateMatch, ...] = ()
+    vectors: dict[int, torch.Tensor] | None = None
+    boost: float = 0.0
+
+    @property
+    def steered(self) -> bool:
+        """True when a hook changes this row."""
+        return self.vectors is not None
+
+
+def batch_plans(rows: Sequence[RowPlan]) -> dict[int, SteeringPlan]:
+    """Per-layer hook plans for a batch whose row ``i`` follows ``rows[i]``."""
+    return build_plans([r.vectors for r in rows], len(rows))
 
 
 class Guard:
@@ -124,17 +146,56 @@ class Guard:
 
     # -- online -------------------------------------------------------------------------------
     def gate(self, prompts: Sequence[Prompt], state: GateState | None = None) -> list[list[GateMatch]]:
-        """K(x) for each prompt against ``state`` (default: the current snapshot)."""
+        """K(x) for each prompt against ``state`` (default: the current snapshot).
+
+        The gate reads every turn in windows (``steering.gate_input``); the best window counts.
+        """
         state = state or self._state
         if state.empty:
             return [[] for _ in prompts]
         groups: list[list[int]] = []
-        texts: list[str] = []
+        rows: list[str] = []
+        names: list[tuple[str, ...]] = []
         for prompt in prompts:
-            rows = gate_texts(prompt)
-            groups.append(list(range(len(texts), len(texts) + len(rows))))
-            texts.extend(rows)
-        return state.match_groups(embed(self.embedder, texts), groups, texts)
+            seen = gate_input(prompt)
+            groups.append(list(range(len(rows), len(rows) + len(seen.windows))))
+            rows.extend(seen.windows)
+            names.append(seen.full_texts)
+        emb = embed(self.embedder, rows) if rows else np.zeros((0, state.width), np.float32)
+        return state.match_groups(emb, groups, names=names)
+
+    def plan(self, prompts: Sequence[Prompt], state: GateState | None = None, *,
+             steer: bool | Sequence[bool] = True, forced: Sequence[Sequence[GateMatch] | None] | None = None,
+             boost: float | Sequence[float] = 0.0) -> list[RowPlan]:
+        """The one way a batch is gated: a ``RowPlan`` per prompt (every caller goes through here).
+
+        Args:
+            prompts: what each row's model reads.
+            state: gate snapshot (default: the current one, read once).
+            steer: False (or False for a row) keeps the row untouched (``compare``'s unsteered arm);
+                the gate decision is still reported.
+            forced: per row, a decision fixed in advance instead of gating the prompt (the answer
+                policy's second pass); None gates. Matches of sets no longer active are dropped.
+            boost: strength added to each open set's alpha, per row or for all.
+        """
+        state = state or self._state
+        n = len(prompts)
+        flags = [steer] * n if isinstance(steer, bool) else list(steer)
+        boosts = [boost] * n if isinstance(boost, (int, float)) else list(boost)
+        fixed = list(forced) if forced is not None else [None] * n
+        if not (len(flags) == len(boosts) == len(fixed) == n):
+            raise ConfigError(f"expected one steer flag, boost and forced decision per prompt ({n}), found "
+                              f"{len(flags)}, {len(boosts)} and {len(fixed)}", field="prompts")
+        to_gate = [i for i in range(n) if fixed[i] is None]
+        gated = iter(self.gate([prompts[i] for i in to_gate], state) if to_gate else [])
+        live = set(state.ids())
+        out: list[RowPlan] = []
+        for i in range(n):
+            given = fixed[i]
+            matched = tuple(next(gated)) if given is None else tuple(m for m in given if m.forget_set_id in live)
+            vectors = state.vectors_by_layer(matched, boost=boosts[i]) if (flags[i] and matched) else None
+            out.append(RowPlan(matched, vectors or None, boosts[i]))
+        return out
 
     def render(self, prompt: Prompt) -> str:
         """A chat prompt in the model's template; a plain string is used as is."""
@@ -142,7 +203,8 @@ class Guard:
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[Prompt], params: SamplingParams = SamplingParams(), *,
-                 steer: bool | Sequence[bool] = True, state: GateState | None = None) -> list[Generation]:
+                 steer: bool | Sequence[bool] = True, state: GateState | None = None,
+                 plans: Sequence[RowPlan] | None = None) -> list[Generation]:
         """Generate for a batch; each row gets its own gate decision and steering vector (or none).
 
         Args:
@@ -150,67 +212,21 @@ class Guard:
             params: decoding parameters shared by the batch.
             steer: False (or False for a row) gives the unsteered base model for that row.
             state: gate snapshot to use (default: the current one, read once).
+            plans: decisions made already (``plan``); then ``steer`` and ``state`` are not used.
         """
-        state = state or self._state
-        flags = [steer] * len(prompts) if isinstance(steer, bool) else list(steer)
-        matches = self.gate(prompts, state)
-        vectors = [state.vectors_by_layer(m) if (flag and m) else None for m, flag in zip(matches, flags, strict=True)]
-        plans = build_plans(vectors, len(prompts))
-        texts = [self.render(p) for p in prompts]
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        device = next(self.model.parameters()).device
-        kwargs = _generate_kwargs(self.tokenizer, params)
-        if params.seed is not None:
-            torch.manual_seed(params.seed)
-        with self.hooks.steer(plans):
-            out = self.model.generate(input_ids=enc["input_ids"].to(device),
-                                      attention_mask=enc["attention_mask"].to(device), **kwargs)
-        prompt_len = enc["input_ids"].shape[1]
-        results = []
-        for row in range(len(prompts)):
-            new = out[row, prompt_len:].tolist()
-            results.append(self._finish(new, int(enc["attention_mask"][row].sum()), params,
-                                        vectors[row] is not None, matches[row]))
-        return results
-
-    def _finish(self, new: list[int], prompt_tokens: int, params: SamplingParams, steered: bool,
-                matched: list[GateMatch]) -> Generation:
-        eos = _eos_ids(self.tokenizer)
-        finish = "length"
-        ids: list[int] = []
-        for tok in new:
-            if tok in eos:
-                finish = "stop"
-                break
-            ids.append(tok)
-        text = self.tokenizer.decode(ids, skip_special_tokens=True)
-        for stop in params.stop:
-            cut = text.find(stop)
-            if cut >= 0:
-                text, finish = text[:cut], "stop"
-        return Generation(text, finish, prompt_tokens, len(ids), tuple(ids), steered, tuple(matched))
+        rows = list(plans) if plans is not None else self.plan(prompts, state, steer=steer)
+        ids = [self.tokenizer.encode(self.render(p), add_special_tokens=False) for p in prompts]
+        eos = eos_ids(self.tokenizer)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        outs = run_batch(self.model, self.hooks, ids, batch_plans(rows), params, self.tokenizer, eos, pad)
+        return [Generation(o.text, o.finish_reason or "length", len(i), len(o.ids), tuple(o.ids), r.steered,
+                           r.matched, boost=r.boost if r.steered else 0.0)
+                for o, i, r in zip(outs, ids, rows, strict=True)]
 
 
-def _eos_ids(tokenizer: Any) -> set[int]:
+def eos_ids(tokenizer: Any) -> set[int]:
+    """Token ids that end an answer: EOS, and padding when the tokenizer pads with its own id."""
     ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
     if tokenizer.pad_token_id is not None:
         ids.add(tokenizer.pad_token_id)
     return ids
-
-
-def _generate_kwargs(tokenizer: Any, params: SamplingParams) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {
-        "max_new_tokens": params.max_new_tokens,
-        "pad_token_id": tokenizer.pad_token_id,
-        "eos_token_id": tokenizer.eos_token_id,
-    }
-    if params.temperature > 0:
-        kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=0)
-    else:
-        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-    if params.stop:
-        kwargs.update(stop_strings=list(params.stop), tokenizer=tokenizer)
-    if params.ignore_eos:
-        kwargs["min_new_tokens"] = params.max_new_tokens
-    return kwargs
-

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from service.engine import (
-    STREAM_RECHECK_TOKENS,
     Engine,
     EngineClosedError,
     GateInfo,
@@ -24,7 +23,7 @@ from service.engine import (
 )
 from service.metrics import GATE_DECISIONS
 from steering import ConfigError, Generation, SamplingParams
-from steering.recheck import forced_state, late_matches
+from steering.recheck import late_matches
 
 
 def _helpers() -> Any:
@@ -136,7 +135,7 @@ def test_same_seed_gives_the_same_sample_whatever_the_batch_mates(engine: Engine
     assert other.token_ids != first.token_ids
 
 
-def test_stop_string_cuts_the_text_and_is_never_streamed(engine: Engine,
+def test_stop_string_cuts_the_text_and_is_never_streamed(engine: Engine, runtime: Any,
                                                          reference: dict[str, Generation]) -> None:
     full = reference[CLOSED[0]].text  # "The capital of France is Paris."
     stop = "Paris"
@@ -151,7 +150,21 @@ def test_stop_string_cuts_the_text_and_is_never_streamed(engine: Engine,
     final = events[-1]
     assert final.text == full[:full.index(stop)] and final.finish_reason == "stop"
     deltas = [e for e in events if isinstance(e, str)]
-    assert "".join(deltas) == final.text and len(deltas) > 1
+    # A forget set is active, so the answer policy holds the stream back and checks it before sending.
+    assert "".join(deltas) == final.text and len(deltas) >= 1
+    assert all(stop not in d for d in deltas)
+
+    held = Engine(runtime, runtime.settings.model_copy(update={"stream_holdback_tokens": 2}))
+    try:
+        async def stream_held() -> list[Any]:
+            req = GenerationRequest(chat(CLOSED[0]), SamplingParams(max_new_tokens=12, stop=("xyz", stop)))
+            return [event async for event in held.stream(req)]
+
+        events = run(stream_held())
+    finally:
+        held.close(drain_timeout=5)
+    deltas = [e for e in events if isinstance(e, str)]
+    assert "".join(deltas) == final.text and len(deltas) > 1 and all(stop not in d for d in deltas)
 
 
 def test_ignore_eos_runs_to_max_new_tokens_like_model_generate(engine: Engine, runtime: Any,
@@ -228,7 +241,8 @@ def test_answer_recheck_steers_a_question_that_avoids_the_forgotten_name(
         assert got.rechecked and got.steered and {m.forget_set_id for m in got.matched} == {set_id}
         assert opened_on_answer._value.get() == before + 1
         # The second pass is exactly GUARD-IT steered by what the answer opened, from the first token.
-        want = runtime.guard.generate([question], params, state=forced_state(state, got.matched))[0]
+        forced = runtime.guard.plan([question], state, forced=[got.matched])
+        want = runtime.guard.generate([question], params, plans=forced)[0]
         assert got.token_ids == want.token_ids
         assert got.token_ids != base.token_ids
 
@@ -236,7 +250,7 @@ def test_answer_recheck_steers_a_question_that_avoids_the_forgotten_name(
         assert steered.rechecked and steered.token_ids == got.token_ids
         assert unsteered.token_ids == base.token_ids and not unsteered.rechecked
 
-        off = Engine(runtime, runtime.settings.model_copy(update={"answer_recheck": False}))
+        off = Engine(runtime, runtime.settings.model_copy(update={"answer_recheck": False, "leak_check": False}))
         try:
             plain = run(off.generate(GenerationRequest(question, params)))
         finally:
@@ -252,7 +266,8 @@ def test_answer_recheck_steers_a_question_that_avoids_the_forgotten_name(
         runtime.sync()
 
 
-def test_a_stream_is_steered_from_the_token_after_its_answer_opens_the_gate(runtime: Any, engine: Engine) -> None:
+def test_a_stream_sends_nothing_unchecked_and_restarts_steered_from_what_was_sent(
+        runtime: Any, engine: Engine) -> None:
     set_id = _helpers().register(runtime, "shakespeare-stream", None, alpha=None, documents=SHAKESPEARE)
     question, params = chat("Who wrote Romeo and Juliet?"), SamplingParams(max_new_tokens=24)
     guard = runtime.guard
@@ -268,13 +283,19 @@ def test_a_stream_is_steered_from_the_token_after_its_answer_opens_the_gate(runt
         assert isinstance(gate, GateInfo) and not gate.steered  # the prompt leaves the gate closed
         assert isinstance(final, Generation) and final.steered and final.rechecked
         assert {m.forget_set_id for m in final.matched} == {set_id}
-        assert "".join(e for e in events if isinstance(e, str)) == final.text
-        # Checked every STREAM_RECHECK_TOKENS tokens: the first check whose text names him opens it.
-        every = STREAM_RECHECK_TOKENS
-        opened_at = next(n for n in range(every, len(base.token_ids) + 1, every) if late_matches(
+        sent = "".join(e for e in events if isinstance(e, str))
+        assert sent == final.text and "Shakespeare" not in sent
+        # Held back stream_holdback_tokens at a time: the first check whose text names him opens the
+        # gate, and the row starts again, steered, after the text of the checks before it.
+        every = runtime.settings.stream_holdback_tokens
+        opened_at = next(n for n in range(every, len(base.token_ids) + every, every) if late_matches(
             guard, [question], [guard.tokenizer.decode(base.token_ids[:n], skip_special_tokens=True)], state)[0])
-        assert final.token_ids[:opened_at] == base.token_ids[:opened_at]  # streamed before: the base answer
-        assert final.token_ids != base.token_ids  # steered from the next token on
+        kept = opened_at - every
+        assert final.token_ids[:kept] == base.token_ids[:kept]
+        assert final.token_ids != base.token_ids
+        if kept == 0:  # nothing had passed: the steered answer from its first token
+            forced = guard.plan([question], state, forced=[final.matched])
+            assert final.token_ids == guard.generate([question], params, plans=forced)[0].token_ids
     finally:
         runtime.registry.revoke(set_id, reason="test", actor="tests")
         runtime.sync()

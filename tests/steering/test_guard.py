@@ -13,7 +13,8 @@ import torch
 from steering.config import BuildConfig
 from steering.errors import ConfigError, SteeringError
 from steering.forget_set import make_documents
-from steering.guard import Guard, SamplingParams, gate_texts
+from steering.gate_input import gate_input
+from steering.guard import Guard, SamplingParams
 from steering.vectors import ForgetSetArtifacts
 
 FORGET = [
@@ -79,15 +80,18 @@ def plain_generate(
     )
 
 
-def test_gate_texts_of_a_chat_are_the_latest_user_turn_and_the_whole_chat() -> None:
+def test_the_gate_reads_every_turn_of_every_role_and_names_over_whole_turns() -> None:
     chat = [
+        {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "hi"},
         {"role": "assistant", "content": "hello"},
         {"role": "user", "content": "Where is it?"},
     ]
-    assert gate_texts("plain") == ["plain"]
-    assert gate_texts(chat) == ["Where is it?", "hi\nhello\nWhere is it?"]
-    assert gate_texts([{"role": "user", "content": "only"}]) == ["only"]
+    assert gate_input("plain").windows == ("plain",)
+    seen = gate_input(chat)
+    assert seen.windows == ("Be brief.", "hi", "hello", "Where is it?", "Be brief.\nhi\nhello\nWhere is it?")
+    assert seen.full_texts == (*seen.windows,)
+    assert gate_input([{"role": "user", "content": "only"}]).windows == ("only",)
 
 
 def test_a_guard_with_an_empty_gate_is_bit_identical_to_the_base_model(

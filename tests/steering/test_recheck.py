@@ -14,7 +14,7 @@ from steering.config import BuildConfig
 from steering.forget_set import make_documents
 from steering.gates import ActiveSet, GateMatch, GateState
 from steering.guard import Guard, SamplingParams
-from steering.recheck import forced_state, generate_rechecked, with_answer
+from steering.recheck import generate_reviewed, is_degenerate, with_answer
 from steering.vectors import ForgetSetArtifacts
 
 FORGET = ["The Eiffel Tower stands in Paris, France.", "Paris is home to the Eiffel Tower.",
@@ -29,22 +29,30 @@ def three_clusters(seed: int) -> ForgetSetArtifacts:
                               labels=torch.arange(3), silhouette=None)
 
 
-def test_forced_state_opens_exactly_the_given_clusters_with_their_direction() -> None:
+def test_a_forced_plan_steers_exactly_the_given_clusters_of_live_sets(guard: Guard) -> None:
     state = GateState((ActiveSet("A", three_clusters(1), 0.5, 0.3), ActiveSet("B", three_clusters(2), 0.5, 0.6)))
-    wanted = [GateMatch("A", 2, 0.9), GateMatch("B", 0, 0.8), GateMatch("B", 1, 0.7)]
-    forced = forced_state(state, wanted)
-    far = np.array([[0.0, 0.0, 0.0, 1.0]], dtype=np.float32)  # orthogonal to every centroid
-    opened = forced.match(far)[0]
-    assert sorted((m.forget_set_id, m.cluster) for m in opened) == [("A", 0), ("B", 0), ("B", 1)]
-    got, want = forced.vectors_by_layer(opened), state.vectors_by_layer(wanted)
-    assert got.keys() == want.keys()
-    torch.testing.assert_close(got[0], want[0])
+    wanted = [GateMatch("A", 2, 0.9), GateMatch("B", 0, 0.8), GateMatch("B", 1, 0.7), GateMatch("gone", 0, 0.9)]
+    [plan] = guard.plan(["anything at all"], state, forced=[wanted])
+    assert [(m.forget_set_id, m.cluster) for m in plan.matched] == [("A", 2), ("B", 0), ("B", 1)]
+    want = state.vectors_by_layer(wanted[:3])
+    assert plan.vectors is not None and plan.vectors.keys() == want.keys()
+    torch.testing.assert_close(plan.vectors[0], want[0])
+    [boosted] = guard.plan(["anything at all"], state, forced=[wanted], boost=0.2)
+    assert boosted.vectors is not None and not torch.equal(boosted.vectors[0], want[0])
+    torch.testing.assert_close(boosted.vectors[0], state.vectors_by_layer(wanted[:3], boost=0.2)[0])
 
 
-def test_with_answer_appends_an_assistant_turn_or_the_text() -> None:
+def test_with_answer_appends_the_answer_as_its_own_turn() -> None:
     chat = [{"role": "user", "content": "Who built it?"}]
     assert with_answer(chat, "Eiffel.") == [*chat, {"role": "assistant", "content": "Eiffel."}]
-    assert with_answer("Q: who? A:", " Eiffel.") == "Q: who? A: Eiffel."
+    assert with_answer("Q: who? A:", " Eiffel.") == [{"role": "user", "content": "Q: who? A:"},
+                                                    {"role": "assistant", "content": " Eiffel."}]
+
+
+def test_an_escalated_leak_abstains_and_a_steered_echo_is_degenerate() -> None:
+    assert is_degenerate("Where is the Eiffel Tower?", "Where is the Eiffel Tower?")
+    assert is_degenerate("Who built it?", "the the the the the")
+    assert not is_degenerate("Where is the Eiffel Tower?", "It stands in a large city in Europe.")
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +70,7 @@ def test_rechecked_rows_equal_plain_generation_when_the_answer_opens_nothing(gua
     prompts = ["Where is the Eiffel Tower?", "How many legs does a spider have?"]
     plain = guard.generate(prompts, PARAMS, state=state)
     base = guard.generate(prompts, PARAMS, steer=False)
-    got = generate_rechecked(guard, prompts, PARAMS, state=state)
+    got = generate_reviewed(guard, prompts, PARAMS, state=state)
     assert [g.steered for g in plain] == [True, False]
     assert got[0].token_ids == plain[0].token_ids and got[0].steered
     # The tiny model's answer to the spider question names nothing of the set: base answer, untouched.
