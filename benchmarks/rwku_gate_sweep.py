@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 
 from steering.config import DEFAULT_THRESHOLD  # noqa: E402
 from steering.entities import names_subject  # noqa: E402
-from steering.eval import rwku_bench  # noqa: E402
+from evals import rwku_bench  # noqa: E402
 from steering.forget_set import make_documents  # noqa: E402
 from steering.gates import HIGH_MARGIN, SUBJECT_LOW_MARGIN  # noqa: E402
 from steering.loading import load_embedder  # noqa: E402

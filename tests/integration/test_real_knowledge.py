@@ -11,9 +11,9 @@ import pytest
 
 from steering import Guard, make_documents
 from steering.config import DEFAULT_THRESHOLD, default_alpha
-from steering.eval.data import tofu
-from steering.eval.knowledge import KnowledgeItem, answer_all, largest_topic, select_known, topic_groups
-from steering.eval.metrics import contains_answer
+from evals.data import tofu
+from evals.knowledge import KnowledgeItem, answer_all, largest_topic, select_known, topic_groups
+from evals.metrics import contains_answer
 from steering.forget_set import QAPair
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ import pytest
 
 from steering import BuildConfig, Guard, SamplingParams, make_documents
 from steering.config import DEFAULT_THRESHOLD, default_alpha
-from steering.eval.data import tofu
+from evals.data import tofu
 from steering.forget_set import QAPair
 
 pytestmark = pytest.mark.integration

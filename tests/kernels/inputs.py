@@ -6,7 +6,7 @@ import dataclasses
 
 import torch
 import pytest
-from tolerances import ATOL
+from tests.kernels.tolerances import ATOL
 
 from kernels.gated_redirect import HAS_TRITON
 

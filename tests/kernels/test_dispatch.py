@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 import torch
-from inputs import DEVICE, ON_CUDA, assert_bit_identical, make_case
+from tests.kernels.inputs import DEVICE, ON_CUDA, assert_bit_identical, make_case
 
 import kernels
 from kernels import dispatch

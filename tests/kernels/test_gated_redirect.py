@@ -10,7 +10,7 @@ import math
 
 import pytest
 import torch
-from inputs import (
+from tests.kernels.inputs import (
     needs_triton,
     DEVICE,
     N_VECTORS,

@@ -20,8 +20,8 @@ import numpy as np
 
 from steering.calibrate import calibrate_alpha
 from steering.config import DEFAULT_THRESHOLD, BuildConfig, default_alpha
-from steering.eval.metrics import contains_answer, is_collapsed, rate, rouge_l_recall
-from steering.eval.rwku_bench import Probe, RwkuData
+from evals.metrics import contains_answer, is_collapsed, rate, rouge_l_recall
+from evals.rwku_bench import Probe, RwkuData
 from steering.forget_set import make_documents
 from steering.gates import ActiveSet, GateState
 from steering.guard import Guard, SamplingParams

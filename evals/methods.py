@@ -17,7 +17,7 @@ import torch
 
 from steering.calibrate import Calibration, calibrate_alpha
 from steering.config import DEFAULT_THRESHOLD, BuildConfig, default_alpha
-from steering.eval.tofu_protocol import (
+from evals.tofu_protocol import (
     SteerCtx,
     answer_logprobs,
     encode_qa,

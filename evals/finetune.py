@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from steering.eval.tofu_protocol import encode_qa
+from evals.tofu_protocol import encode_qa
 
 logger = logging.getLogger(__name__)
 

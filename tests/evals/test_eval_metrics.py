@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from steering.entities import mentions, mine_entities
-from steering.eval.metrics import (
+from evals.metrics import (
     contains_answer,
     gives_answer,
     is_collapsed,

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from steering.config import DEFAULT_THRESHOLD, BuildConfig
-from steering.eval import rwku_bench, rwku_efficacy
+from evals import rwku_bench, rwku_efficacy
 
 
 def run(ctx: Any) -> dict[str, Any]:

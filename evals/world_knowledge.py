@@ -23,11 +23,11 @@ from typing import Any
 import torch
 
 from steering.config import BuildConfig
-from steering.eval.data import tofu
-from steering.eval.knowledge import KnowledgeItem, select_known, topic_groups
-from steering.eval.methods import METHODS, Method, build_guardit, make_methods
-from steering.eval.metrics import contains_answer, is_collapsed, mean_kl, relative_drop, rouge_l_recall
-from steering.eval.tofu_protocol import answer_probability
+from evals.data import tofu
+from evals.knowledge import KnowledgeItem, select_known, topic_groups
+from evals.methods import METHODS, Method, build_guardit, make_methods
+from evals.metrics import contains_answer, is_collapsed, mean_kl, relative_drop, rouge_l_recall
+from evals.tofu_protocol import answer_probability
 from steering.forget_set import QAPair, make_documents
 from steering.guard import Guard
 from steering.loading import resolve_model

@@ -16,8 +16,8 @@ from typing import Any, Literal, TypeAlias
 
 import torch
 
-from steering.eval.data import tofu
-from steering.eval.metrics import rouge_l_recall
+from evals.data import tofu
+from evals.metrics import rouge_l_recall
 from steering.forget_set import chat_prompt
 from steering.gates import GateState, build_plans
 
@@ -41,7 +41,7 @@ def encode_qa(tokenizer: Any, question: str, answer: str, system: str | None = N
     """Token ids of ``question`` as the user turn (chat template, generation prompt) then ``answer``.
 
     The two parts are tokenized separately and concatenated, so the answer tokens are the same
-    whatever the template; training (steering.eval.finetune) uses this very encoding.
+    whatever the template; training (evals.finetune) uses this very encoding.
 
     Returns:
         (ids, n_prompt): all ids and how many of them belong to the prompt.
