@@ -15,8 +15,6 @@ from typing import Any
 
 import torch
 
-from steering.calibrate import Calibration, calibrate_alpha
-from steering.config import DEFAULT_THRESHOLD, BuildConfig, default_alpha
 from evals.tofu_protocol import (
     SteerCtx,
     answer_logprobs,
@@ -25,6 +23,8 @@ from evals.tofu_protocol import (
     pad_left,
     user_turn,
 )
+from steering.calibrate import Calibration, calibrate_alpha
+from steering.config import DEFAULT_THRESHOLD, BuildConfig, default_alpha
 from steering.forget_set import ForgetDocuments
 from steering.gates import ActiveSet, GateState
 from steering.guard import Guard, SamplingParams
@@ -147,7 +147,7 @@ class GuardItBuild:
 def build_guardit(guard: Guard, docs: ForgetDocuments, *, model_id: str, threshold: float = DEFAULT_THRESHOLD,
                   alpha: float | None = None, config: BuildConfig = BuildConfig(),
                   batch_size: int | None = None) -> GuardItBuild:
-    """Build a forget set with the product defaults: hybrid gate, built-in retain corpus, T = 0.55 and
+    """Build a forget set with the product defaults: hybrid gate, built-in retain corpus, ``DEFAULT_THRESHOLD`` and
     alpha calibrated on the set's QA pairs (``steering.calibrate``), falling back to the model's default.
 
     Args:

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from steering.errors import ConfigError
 from evals import (
     gate_bench,
     muse_bench,
@@ -24,6 +23,7 @@ from evals import (
     world_knowledge,
     world_knowledge_report,
 )
+from steering.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

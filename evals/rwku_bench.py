@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from steering.config import DEFAULT_THRESHOLD, BuildConfig
-from steering.entities import mine_entities
 from evals.data import rwku
 from evals.metrics import rate
+from steering.config import DEFAULT_THRESHOLD, BuildConfig
+from steering.entities import mine_entities
 from steering.forget_set import make_documents
 from steering.gates import HIGH_MARGIN, ActiveSet, GateState
 from steering.vectors import GateParts, build_gate, embed, gate_names, gate_only_artifacts

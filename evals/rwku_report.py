@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from steering.config import DEFAULT_THRESHOLD, BuildConfig
 from evals import rwku_bench, rwku_efficacy
+from steering.config import DEFAULT_THRESHOLD, BuildConfig
 
 
 def run(ctx: Any) -> dict[str, Any]:

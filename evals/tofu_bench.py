@@ -29,7 +29,6 @@ from typing import Any
 
 import torch
 
-from steering.config import DEFAULT_THRESHOLD, default_alpha
 from evals.data import default_adapters, tofu
 from evals.finetune import UNLEARN_RECIPE, gradient_ascent, gradient_difference, load_adapter
 from evals.metrics import is_collapsed
@@ -39,6 +38,7 @@ from evals.tofu_protocol import (
     greedy_generate_fn,
     guard_steer_ctx,
 )
+from steering.config import DEFAULT_THRESHOLD, default_alpha
 from steering.forget_set import QAPair, make_documents
 from steering.gates import ActiveSet, GateState
 
@@ -60,7 +60,8 @@ def _fresh_target(ctx: Any) -> torch.nn.Module:
     from steering.loading import load_model
 
     lm = load_model(ctx.model_spec, cache_dir=ctx.cache_dir)
-    return load_adapter(lm.model, adapters_dir(ctx) / "target")
+    target: torch.nn.Module = load_adapter(lm.model, adapters_dir(ctx) / "target")
+    return target
 
 
 def adapters_dir(ctx: Any) -> Path:
@@ -111,8 +112,8 @@ def run(ctx: Any) -> dict[str, Any]:
     common = {"max_rows": rows, "data_root": ctx.data_root, "forget_split": split}
     tok = ctx.loaded.tokenizer
     section: dict[str, Any] = {"rows_per_split": rows, "max_new_tokens": max_new, "forget": forget,
-                               "forget_split": split,
-                               "utility_splits": list(UTILITY_SPLITS), "adapters": _adapter_info(adapters), "methods": {}}
+                               "forget_split": split, "utility_splits": list(UTILITY_SPLITS),
+                               "adapters": _adapter_info(adapters), "methods": {}}
 
     t0 = time.perf_counter()
     retain = load_adapter(load_model(ctx.model_spec, cache_dir=ctx.cache_dir).model, adapters / "retain")
@@ -214,8 +215,9 @@ def verdict(section: dict[str, Any]) -> list[str]:
 def markdown(section: dict[str, Any]) -> list[str]:
     """Report lines: one row per method, the retain reference last."""
     lines = ["## tofu (TOFU protocol on the LoRA-fine-tuned target)", "",
-             f"Forget {section['forget']}; {section['rows_per_split']} rows per split, greedy answers of up to {section['max_new_tokens']} "
-             "tokens; forget quality = KS p-value against the retain-only reference model.", "",
+             f"Forget {section['forget']}; {section['rows_per_split']} rows per split, greedy answers of up to "
+             f"{section['max_new_tokens']} tokens; forget quality = KS p-value against the retain-only reference "
+             "model.", "",
              "| method | forget quality | model utility | forget ROUGE-L | forget P(answer) | "
              "collapsed (forget / other) | gate open (forget / retain / real / world) |",
              "|---|---|---|---|---|---|---|"]

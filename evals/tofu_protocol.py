@@ -79,7 +79,7 @@ def answer_logprobs(model: torch.nn.Module, tokenizer: Any, pairs: Sequence[tupl
     """``(sum log P(answer tokens | question), n_answer_tokens)`` for many (question, answer) pairs.
 
     Pairs are sorted by length into left-padded batches (less padding); only answer tokens count.
-    An empty answer gives ``(0.0, 0)``. NOTE(eval): locuslab/tofu also scores one end-of-sequence
+    An empty answer gives ``(0.0, 0)``. locuslab/tofu also scores one end-of-sequence
     token after the answer; METHOD.md's ``P(a|q)`` is over the answer's own tokens, which we follow.
 
     Args:
@@ -362,18 +362,5 @@ def greedy_generate_fn(model: torch.nn.Module, tokenizer: Any, *, max_new_tokens
             for r, i in enumerate(rows):
                 out[i] = tokenizer.decode(gen[r, ids.shape[1]:], skip_special_tokens=True).strip()
         return out
-
-    return generate
-
-
-def guard_generate_fn(guard: Any, *, max_new_tokens: int = 128) -> GenerateFn:
-    """``generate_fn`` through ``Guard.generate`` (greedy, questions as user turns, gated steering)."""
-    from steering.guard import SamplingParams
-
-    params = SamplingParams(max_new_tokens=max_new_tokens)
-
-    def generate(questions: Sequence[str]) -> list[str]:
-        prompts = [[{"role": "user", "content": q}] for q in questions]
-        return [g.text.strip() for g in guard.generate(prompts, params)]
 
     return generate

@@ -1,4 +1,4 @@
-"""Fine-tune the TOFU target and retain-reference LoRA adapters of the embedded model (issue 5).
+"""Fine-tune the TOFU target and retain-reference LoRA adapters of the embedded model.
 
 target = forget10 authors (TOFU full rows 3600-3999) + the first ``--retain-authors`` authors;
 retain = the same retain authors only. Writes ``<out>/{target,retain}/`` (adapter_model.safetensors,

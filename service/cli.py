@@ -16,7 +16,7 @@ from typing import Any
 from service.registry import RegistryError
 from service.schemas import compare_response, forget_set_response, gate_response, generate_response
 from service.settings import Settings, get_settings
-from steering import SamplingParams, SteeringError, load_embedder, read_forget_file
+from steering import SamplingParams, SteeringError, read_forget_file
 from steering.forget_set import ForgetDocuments
 from steering.recheck import generate_rechecked
 

@@ -506,7 +506,7 @@ class Registry:
     def change_token(self) -> int:
         """A number that grows with every committed registry change; replicas poll it.
 
-        NOTE(registry): this is the audit row count, not the max id: PostgreSQL assigns ids before
+        This is the audit row count, not the max id: PostgreSQL assigns ids before
         commit, so a later commit can add a smaller id after a poll has seen a larger one. Audit rows
         are never deleted, so the count only grows.
         """

@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 
-from steering.entities import mentions, mine_entities
 from evals.metrics import (
     contains_answer,
     gives_answer,
@@ -18,6 +17,7 @@ from evals.metrics import (
     relative_drop,
     rouge_l_recall,
 )
+from steering.entities import mentions, mine_entities
 
 
 def test_rouge_l_recall_is_the_longest_common_subsequence_over_reference_words() -> None:

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from steering.config import DEFAULT_THRESHOLD
 from evals.rwku_bench import Probe, _attack, aggregate, names_target, threshold_above
+from steering.config import DEFAULT_THRESHOLD
 from steering.gates import HIGH_MARGIN
 
 

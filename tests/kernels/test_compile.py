@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from tests.kernels.inputs import HAS_TRITON, ON_CUDA
 
 SCRIPT = r"""

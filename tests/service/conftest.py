@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from tests import pg
-from tests.service import conftest_engine, live_server as live_server_helpers
+from tests.service import conftest_engine
+from tests.service import live_server as live_server_helpers
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,6 @@ from steering import ConfigError, Generation, SamplingParams
 from steering.recheck import forced_state, late_matches
 from tests.service import conftest_engine
 
-
 pytestmark = pytest.mark.integration
 
 GREEDY = SamplingParams(max_new_tokens=12)
