@@ -35,7 +35,8 @@ COPY pyproject.toml README.md ./
 COPY steering ./steering
 COPY kernels ./kernels
 COPY service ./service
-RUN pip install . && python -c "import service.main, steering, kernels"
+COPY evals ./evals
+RUN pip install . && python -c "import service.main, steering, kernels, evals.cli"
 
 # -- model: dequantize the embedded GGUF once, at build time, into the data dir's model cache -----
 FROM build AS model

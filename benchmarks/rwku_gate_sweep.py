@@ -3,7 +3,7 @@
 The subject rule opens a prompt that names the subject when its best document similarity s reaches
 T - SUBJECT_LOW_MARGIN, and any prompt when s >= T + margin (margin = HIGH_MARGIN = 0.15 in the
 product). This script rebuilds each target's gate exactly as ``guardit eval --benchmark rwku`` does
-(first 200 passages, names mined with the ``auto`` rule, T = 0.55), records s and the name check per
+(first 200 passages, names mined with the ``auto`` rule, ``DEFAULT_THRESHOLD``), records s and the name check per
 probe once, and prints recall per level and false opens on neighbour probes for several margins,
 so the product's choice can be read off a curve instead of one point.
 
@@ -23,9 +23,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from evals import rwku_bench  # noqa: E402
 from steering.config import DEFAULT_THRESHOLD  # noqa: E402
 from steering.entities import names_subject  # noqa: E402
-from steering.eval import rwku_bench  # noqa: E402
 from steering.forget_set import make_documents  # noqa: E402
 from steering.gates import HIGH_MARGIN, SUBJECT_LOW_MARGIN  # noqa: E402
 from steering.loading import load_embedder  # noqa: E402

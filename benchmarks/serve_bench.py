@@ -62,8 +62,6 @@ def prompts_for(clients: int) -> list[str]:
 
 def forget_qa() -> list[tuple[str, str]]:
     path = REPO / "data" / "tofu" / "forget01.jsonl"
-    if not path.is_file():
-        path = Path("/work/shared/data/tofu/forget01.jsonl")
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     return [(r["question"], r["answer"]) for r in rows[:10]]
 

@@ -1,7 +1,7 @@
 """Fused kernels for GUARD-IT gated activation redirection (arXiv 2605.12765, Eq. 8).
 
 Imports only torch and (optionally) triton; ``gated_redirect`` picks Triton on CUDA, else PyTorch.
-NOTE(kernels): the attribute ``kernels.gated_redirect`` is the function, which hides the submodule
+The attribute ``kernels.gated_redirect`` is the function, which hides the submodule
 of the same name; reach the submodule's names with ``from kernels.gated_redirect import ...``.
 """
 

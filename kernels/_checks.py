@@ -100,7 +100,7 @@ def check_gated_redirect_args(
         if out.device != h.device:
             raise ValueError(f"expected out on {h.device}, found {out.device}")
     if check_indices and tokens > 0:
-        # NOTE(kernels): a host sync on CUDA; a CUDA-graph hot path passes check_indices=False
+        # A host sync on CUDA; a CUDA-graph hot path passes check_indices=False
         # (the kernel then treats out-of-range indices as untouched rows).
         check_index_bounds(*index_range(row_vector), vectors.shape[0])
 

@@ -16,8 +16,8 @@ from kernels.reference import DEFAULT_EPS, gated_redirect_ref
 try:
     import triton
     import triton.language as tl
-except ImportError:  # NOTE(kernels): optional dependency; dispatch falls back to the reference.
-    triton = None  # type: ignore[assignment]
+except ImportError:  # optional dependency: dispatch falls back to the reference
+    triton = None
 
 __all__ = [
     "HAS_TRITON",
@@ -35,7 +35,7 @@ _TRITON_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 if HAS_TRITON:
 
     @triton.jit
-    def _accumulate(mh, sh, mu, su, x, u):
+    def _accumulate(mh, sh, mu, su, x, u):  # type: ignore[no-untyped-def]  # jitted: Triton types it
         # Running max |.| (m) and sum((. / m)^2) (s) per row of h and of u = h - a v, all
         # [BLOCK_M]; x, u: [BLOCK_M, BLOCK_D] fp32. Scaling by the max keeps huge rows finite.
         mh_new = tl.maximum(mh, tl.max(tl.abs(x), axis=1))
@@ -49,14 +49,14 @@ if HAS_TRITON:
         return mh_new, sh * rh * rh + tl.sum(xs * xs, axis=1), mu_new, su * ru * ru + tl.sum(us * us, axis=1)
 
     @triton.jit
-    def _norm_ratio(mh, sh, mu, su, eps):
+    def _norm_ratio(mh, sh, mu, su, eps):  # type: ignore[no-untyped-def]  # jitted: Triton types it
         # ||h|| / max(||u||, eps) from the scaled sums; the eps branch only when ||u|| < eps.
         nu = mu * tl.sqrt(su)
         ok = (mh / tl.where(mu > 0, mu, 1.0)) * tl.sqrt(sh / tl.where(su > 0, su, 1.0))
         return tl.where(nu >= eps, ok, mh * tl.sqrt(sh) / eps)
 
-    @triton.jit
-    def _gated_redirect_kernel(
+    @triton.jit  # type: ignore[untyped-decorator]
+    def _gated_redirect_kernel(  # type: ignore[no-untyped-def]
         h_ptr,  # [tokens, d_model]; row stride stride_h, column stride 1
         out_ptr,  # [tokens, d_model]; row stride stride_o, column stride 1 (== h_ptr in place)
         idx_ptr,  # [tokens] int32/int64: row -> vector index, -1 = untouched
@@ -313,7 +313,8 @@ def gated_redirect_op(
     check_gated_redirect_args(h, row_vector, vectors, alpha, out, check_indices=False)
     scalar, alpha_vec = split_alpha(alpha, vectors.shape[0])
     if out is None:
-        return _op(h, row_vector, vectors, alpha_vec, scalar, eps)
+        new: torch.Tensor = _op(h, row_vector, vectors, alpha_vec, scalar, eps)
+        return new
     # Dynamo cannot compare data pointers: while compiling only ``out is h`` means in place.
     if out is h or (not torch.compiler.is_compiling() and is_same_view(out, h)):
         _op_inplace(out, row_vector, vectors, alpha_vec, scalar, eps)

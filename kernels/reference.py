@@ -28,7 +28,7 @@ _SMALL_MIXED = 1 << 15
 def _compute_dtype(dtype: torch.dtype, upcast: bool) -> torch.dtype:
     if upcast:
         return torch.float64
-    # NOTE(kernels): half inputs are computed in float32 like the Triton kernel: their sums of
+    # Half inputs are computed in float32 like the Triton kernel: their sums of
     # squares overflow float16 for ordinary hidden states (d_model 4096, |h| ~ 4).
     return torch.float32 if dtype in _HALF_DTYPES else dtype
 
@@ -42,7 +42,8 @@ def _norm_ratio(x: torch.Tensor, u: torch.Tensor, eps: float) -> torch.Tensor:
         # redo the norms in float64, where no float32 value can overflow them.
         nh = torch.linalg.vector_norm(x.double(), dim=1, keepdim=True)
         nu = torch.linalg.vector_norm(u.double(), dim=1, keepdim=True)
-    return (nh / nu.clamp_min(eps)).to(x.dtype)
+    ratio: torch.Tensor = (nh / nu.clamp_min(eps)).to(x.dtype)
+    return ratio
 
 
 def _redirect_rows(
@@ -107,7 +108,7 @@ def gated_redirect_ref(
     if h.device.type != "cpu":
         return _ref_masked(h, row_vector, vectors, scalar, alpha_vec, out, eps, cdt, odt)
 
-    # NOTE(kernels): CPU is the decode hot path; the index range picks all / none / some rows
+    # CPU is the decode hot path; the index range picks all / none / some rows
     # without building a mask in the common all-gated and none-gated cases.
     if tokens and lo >= 0 and hi < n_vectors:
         res = _redirect_rows(h, row_vector.long(), vectors, scalar, alpha_vec, eps, cdt)

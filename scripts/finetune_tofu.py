@@ -1,4 +1,4 @@
-"""Fine-tune the TOFU target and retain-reference LoRA adapters of the embedded model (issue 5).
+"""Fine-tune the TOFU target and retain-reference LoRA adapters of the embedded model.
 
 target = forget10 authors (TOFU full rows 3600-3999) + the first ``--retain-authors`` authors;
 retain = the same retain authors only. Writes ``<out>/{target,retain}/`` (adapter_model.safetensors,
@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from steering.eval.data import REPO_DATA, tofu  # noqa: E402
-from steering.eval.finetune import LoraRecipe, finetune, load_adapter, rows_digest, save_adapter  # noqa: E402
-from steering.eval.metrics import rouge_l_recall  # noqa: E402
-from steering.eval.tofu_protocol import greedy_generate_fn  # noqa: E402
+from evals.data import data_dir, tofu  # noqa: E402
+from evals.finetune import LoraRecipe, finetune, load_adapter, rows_digest, save_adapter  # noqa: E402
+from evals.metrics import rouge_l_recall  # noqa: E402
+from evals.tofu_protocol import greedy_generate_fn  # noqa: E402
 from steering.loading import EMBEDDED_MODEL, load_model  # noqa: E402
 
 logger = logging.getLogger("finetune_tofu")
@@ -41,6 +41,7 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("artifacts/tofu-lora"))
     p.add_argument("--cache-dir", type=Path, default=Path("/tmp/models"))
+    p.add_argument("--data", type=Path, help="benchmark data folder (default: the checkout's data/)")
     p.add_argument("--models", nargs="*", default=["target", "retain"], choices=["target", "retain"])
     p.add_argument("--eval-base", action="store_true", help="also measure the base model's ROUGE")
     p.add_argument("--retain-authors", type=int, default=40)
@@ -61,7 +62,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def datasets(args: argparse.Namespace) -> dict[str, Any]:
-    full = tofu("full")
+    full = tofu("full", args.data)
     forget_range = (3600, 3620) if args.tiny else FORGET10
     retain_range = (0, 20) if args.tiny else (0, 20 * args.retain_authors)
     forget, retain = full[slice(*forget_range)], full[slice(*retain_range)]
@@ -69,8 +70,8 @@ def datasets(args: argparse.Namespace) -> dict[str, Any]:
             "train": {"target": forget + retain, "retain": retain}}
 
 
-def write_hashes(out: Path, data: dict[str, Any]) -> None:
-    full_path = REPO_DATA / "tofu" / "full.jsonl"
+def write_hashes(out: Path, data: dict[str, Any], root: Path | None) -> None:
+    full_path = data_dir(root) / "tofu" / "full.jsonl"
     hashes = {
         "source": "data/tofu/full.jsonl",
         "source_sha256": hashlib.sha256(full_path.read_bytes()).hexdigest(),
@@ -143,7 +144,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     data = datasets(args)
-    write_hashes(args.out, data)
+    write_hashes(args.out, data, args.data)
     recipe = LoraRecipe(rank=args.rank, alpha=args.alpha, lr=args.lr, batch_size=args.batch_size,
                         epochs=1.0 if args.tiny else args.epochs, seed=args.seed,
                         warmup_steps=1 if args.tiny else args.warmup,

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install everything the test suite needs and run it. .ci/run calls exactly this.
+# Install everything the test suite needs, run the static checks (scripts/lint.sh), then the tests.
+# .ci/run calls exactly this.
 # PostgreSQL (registry tests) and Debian's chromium (console browser test) come from apt when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,7 @@ if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null;
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+bash scripts/lint.sh
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?

@@ -16,7 +16,7 @@ from typing import Any
 from service.registry import RegistryError
 from service.schemas import compare_response, forget_set_response, gate_response, generate_response
 from service.settings import Settings, get_settings
-from steering import SamplingParams, SteeringError, load_embedder, read_forget_file
+from steering import SamplingParams, SteeringError, read_forget_file
 from steering.forget_set import ForgetDocuments
 from steering.recheck import generate_reviewed
 
@@ -235,19 +235,11 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from steering.eval import report as eval_report
-    from steering.loading import resolve_model
+    from evals import cli as eval_cli
 
-    # Benchmarks run for minutes to an hour: their progress lines (INFO) go to stderr.
-    logging.getLogger("steering.eval").setLevel(logging.INFO)
     settings = _settings(args)
-    embedder = load_embedder(settings.embedder)
-    out = Path(args.out)
-    result = eval_report.run(args.benchmark, embedder=embedder, model_id=resolve_model(settings.model).model_id,
-                             quick=args.quick, out=out, model_spec=settings.model,
-                             cache_dir=settings.model_cache_dir)
-    _emit(args, result, lambda: sys.stdout.write((out / "report.md").read_text(encoding="utf-8")))
-    return 0
+    args.model, args.embedder, args.cache_dir = settings.model, settings.embedder, settings.model_cache_dir
+    return eval_cli.run(args)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -309,9 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.set_defaults(func=cmd_generate)
 
     ev = sub.add_parser("eval", parents=[common], help="unlearning evaluation: report.json, report.md, plots")
-    ev.add_argument("--benchmark", action="append", help="run only this benchmark (repeatable); default all")
-    ev.add_argument("--quick", action="store_true", help="CI-sized subset of every benchmark (docs/SPEC.md)")
-    ev.add_argument("--out", default="guardit-eval", help="output folder")
+    from evals import cli as eval_cli
+
+    eval_cli.add_arguments(ev)
     ev.set_defaults(func=cmd_eval)
 
     gate = sub.add_parser("gate", parents=[common], help="the gate decision without generating")

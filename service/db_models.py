@@ -1,5 +1,10 @@
 """Storage layer of the GUARD-IT (arXiv 2605.12765) forget-set registry: SQLAlchemy Core tables,
 the record value objects read from them, and engine setup for SQLite and PostgreSQL.
+
+The tables here describe the current schema for queries; the database gets it from the Alembic
+revisions in ``service/migrations/`` (a schema change is a new revision plus the edit here, and
+``tests/service/test_migrations.py`` checks that both agree). The audit log's append-only triggers
+are created by revision 0001.
 """
 
 from __future__ import annotations
@@ -13,7 +18,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
-    DDL,
     Boolean,
     CheckConstraint,
     Column,
@@ -34,9 +38,6 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import make_url
 from sqlalchemy.types import TypeDecorator
-
-#: Bump with every schema change and add a migration step in ``service/registry.py``.
-SCHEMA_VERSION = 2
 
 STATUSES = ("pending", "building", "active", "failed", "revoked")
 ACTIONS = ("create", "build_start", "activate", "fail", "update", "revoke", "recover")
@@ -84,15 +85,6 @@ metadata = MetaData(
     }
 )
 
-schema_version = Table(
-    "schema_version",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=False),
-    Column("version", Integer, nullable=False),
-    Column("applied_at", UTCDateTime, nullable=False),
-    CheckConstraint("id = 1", name="single_row"),
-)
-
 forget_sets = Table(
     "forget_sets",
     metadata,
@@ -122,8 +114,8 @@ forget_sets = Table(
     Column("build_started_at", UTCDateTime, nullable=True),
     Column("build_seconds", Float, nullable=True),
     Column("attempts", Integer, nullable=False, default=0),
-    # Schema 2: build progress (phase name, fraction in [0, 1]), the names the set protects as given
-    # at registration (JSON list), and the verification report stored when the set became active (JSON).
+    # Build progress (phase name, fraction in [0, 1]), the names the set protects as given at
+    # registration (JSON list), and the verification report stored when the set became active (JSON).
     Column("build_phase", String(32), nullable=True),
     Column("build_progress", Float, nullable=True),
     Column("subjects", Text, nullable=True),
@@ -165,22 +157,6 @@ audit_log = Table(
     Column("details", Text, nullable=False, default="{}"),
     CheckConstraint(_in("action", ACTIONS), name="action"),
 )
-
-
-# The audit log is append-only; the database itself refuses UPDATE and DELETE on it, so that a bug
-# (or a hand-written SQL statement) cannot rewrite history.
-def _append_only_ddl(dialect: str, statement: str) -> None:
-    ddl = DDL(statement)  # type: ignore[no-untyped-call]
-    event.listen(audit_log, "after_create", ddl.execute_if(dialect=dialect))
-
-
-for _op in ("UPDATE", "DELETE"):
-    _append_only_ddl("sqlite", f"CREATE TRIGGER audit_log_no_{_op.lower()} BEFORE {_op} ON audit_log "
-                     "BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END")
-_append_only_ddl("postgresql", "CREATE OR REPLACE FUNCTION audit_log_append_only() RETURNS trigger "
-                 "LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'audit_log is append-only'; END $$")
-_append_only_ddl("postgresql", "CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE OR TRUNCATE "
-                 "ON audit_log FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only()")
 
 
 def _json_safe(value: Any) -> Any:

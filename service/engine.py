@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from steering.decoding import KVBatch, TextTracker, ban_eos, decode_step, prefill, row_generator, sample
 from service.generation import (
     EngineClosedError,
     EngineError,
@@ -35,6 +34,7 @@ from service.generation import (
 )
 from service.metrics import ABSTENTIONS, BATCH_SIZE, GATE_DECISIONS, GENERATED_TOKENS, QUEUE_DEPTH
 from steering import ConfigError, GateMatch, GateState, Generation
+from steering.decoding import KVBatch, TextTracker, ban_eos, decode_step, prefill, row_generator, sample
 from steering.forget_set import chat_prompt
 from steering.gates import build_plans
 from steering.guard import batch_plans, eos_ids
@@ -393,7 +393,8 @@ class Engine:
             assert tracker is not None
             finish = tracker.push(token)
             held = row.stream and self._holds(row)
-            if held and (finish is not None or len(tracker.ids) - row.checked_ids >= self.settings.stream_holdback_tokens):
+            due = len(tracker.ids) - row.checked_ids >= self.settings.stream_holdback_tokens
+            if held and (finish is not None or due):
                 if not self._review_stream_row(row, final=finish is not None, now=now):
                     continue  # generating again from what was sent, or abstained
             if finish is not None:

@@ -43,34 +43,22 @@ def _version() -> str:
 
 
 def _routers() -> list[APIRouter]:
-    from service.routes import audit, console, forget, gate, health
+    from service.routes import audit, compare, console, forget, gate, generate, health, openai
 
-    routers = [health.router, forget.router, audit.router, gate.router, console.router]
-    for name in ("generate", "compare", "openai"):
-        try:  # the generation routers ship with the engine
-            module = __import__(f"service.routes.{name}", fromlist=["router"])
-        except ImportError as exc:
-            logger.warning("router service.routes.%s not available: %s", name, exc)
-            continue
-        routers.append(module.router)
-    return routers
+    return [health.router, forget.router, audit.router, gate.router, console.router, generate.router,
+            compare.router, openai.router]
 
 
 def _configure_kernels(settings: Settings) -> None:
+    from kernels.dispatch import set_use_triton
+
     attach_kernel_fallbacks()
-    try:
-        from kernels.dispatch import set_use_triton
-    except ImportError:  # pragma: no cover - kernels package missing
-        return
     set_use_triton(settings.use_triton)
 
 
 def _new_engine(runtime: Runtime, settings: Settings) -> Any:
-    try:
-        from service.engine import Engine
-    except ImportError as exc:  # pragma: no cover - engine not installed
-        logger.warning("no generation engine (%s): generation routes answer 503", exc)
-        return None
+    from service.engine import Engine
+
     engine = Engine(runtime, settings)
     engine.start()
     return engine

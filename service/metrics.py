@@ -6,7 +6,6 @@ low-cardinality: route templates, status codes, gate results, forget-set statuse
 
 from __future__ import annotations
 
-import logging
 from collections import Counter as Tally
 
 from prometheus_client import (
@@ -19,8 +18,6 @@ from prometheus_client import (
 )
 
 from service.db_models import STATUSES
-
-logger = logging.getLogger(__name__)
 
 #: The registry ``GET /metrics`` exposes (not prometheus-client's global one).
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -65,11 +62,8 @@ def count_kernel_fallback(op: str, reason: str) -> None:
 
 def attach_kernel_fallbacks() -> None:
     """Route kernel fallbacks into ``guardit_kernel_fallback_total``."""
-    try:
-        from kernels.dispatch import set_fallback_listener
-    except ImportError:  # pragma: no cover - kernels package missing
-        logger.warning("kernels.dispatch not importable: kernel fallbacks are not counted")
-        return
+    from kernels.dispatch import set_fallback_listener
+
     set_fallback_listener(count_kernel_fallback)
 
 

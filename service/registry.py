@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from sqlalchemy import Connection, Engine, Row, delete, func, insert, select, text, update
-from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from service import db_models as m
+from service import migrations
 from service.db_models import AuditEntry, ForgetDocuments, ForgetSetRecord, content_sha256
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_PG_SCHEMA_LOCK_KEY = 0x6775617264  # serialises create_all between replicas that start at once
+_PG_SCHEMA_LOCK_KEY = 0x6775617264  # serialises migrations between replicas that start at once
 _UPDATABLE = ("pending", "building", "active")
 _REVOCABLE = ("pending", "building", "active", "failed")
 # Inside Registry the name ``list`` is a method, so its annotations use these aliases.
@@ -105,7 +105,7 @@ class Registry:
     """
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
-        """Open the registry database, creating its tables on first use.
+        """Open the registry database, creating or migrating its tables (``service/migrations``).
 
         Args:
             url: SQLAlchemy URL; ``postgresql://`` is mapped to the psycopg 3 driver.
@@ -126,20 +126,10 @@ class Registry:
         with self._write() as conn:
             if self.dialect == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_SCHEMA_LOCK_KEY})
-            fresh = "forget_sets" not in sa_inspect(conn).get_table_names()
-            m.metadata.create_all(conn)
-            found = conn.execute(select(m.schema_version.c.version)).scalar_one_or_none()
-            if found is None:
-                version_row = {"id": 1, "version": m.SCHEMA_VERSION if fresh else 1, "applied_at": _now()}
-                conn.execute(insert(m.schema_version).values(**version_row))
-                found = version_row["version"]
-            if found > m.SCHEMA_VERSION:
-                raise SchemaVersionError(
-                    f"expected registry schema version <= {m.SCHEMA_VERSION}, found {found}: upgrade guardit")
-            if found < 2:
-                for column in ("build_phase VARCHAR(32)", "build_progress FLOAT", "subjects TEXT", "report TEXT"):
-                    conn.execute(text(f"ALTER TABLE forget_sets ADD COLUMN {column}"))
-                conn.execute(update(m.schema_version).values(version=2, applied_at=_now()))
+            try:
+                migrations.upgrade(conn)
+            except migrations.NewerSchemaError as exc:
+                raise SchemaVersionError(str(exc)) from exc
 
     @classmethod
     def for_data_dir(cls, data_dir: Path, url: str | None = None) -> Registry:
@@ -516,7 +506,7 @@ class Registry:
     def change_token(self) -> int:
         """A number that grows with every committed registry change; replicas poll it.
 
-        NOTE(registry): this is the audit row count, not the max id: PostgreSQL assigns ids before
+        This is the audit row count, not the max id: PostgreSQL assigns ids before
         commit, so a later commit can add a smaller id after a poll has seen a larger one. Audit rows
         are never deleted, so the count only grows.
         """

@@ -200,7 +200,8 @@ class Runtime:
         return BuildConfig(layer=layer, max_documents=self.settings.max_forget_documents,
                            gate=self.settings.default_gate)
 
-    def build_next(self, *, actor: str = "system:builder", progress: ProgressFn | None = None) -> ForgetSetRecord | None:
+    def build_next(self, *, actor: str = "system:builder",
+                   progress: ProgressFn | None = None) -> ForgetSetRecord | None:
         """Claim one pending set, build it and activate it (or mark it failed); None if none pending."""
         with self._build_lock:
             record = self.registry.claim_next_pending(actor=actor)
@@ -238,13 +239,6 @@ class Runtime:
         logger.info("alpha %.2f (calibrated=%s, known answers %d, forgotten %.2f, collapsed %.2f)",
                     result.alpha, result.measured, result.known, result.forgotten, result.collapsed)
         return result.alpha
-
-    def build_pending(self, *, actor: str = "system:builder", progress: ProgressFn | None = None) -> list[ForgetSetRecord]:
-        """Build every pending set, oldest first."""
-        built: list[ForgetSetRecord] = []
-        while (record := self.build_next(actor=actor, progress=progress)) is not None:
-            built.append(record)
-        return built
 
     def close(self) -> None:
         """Release the registry connection pool."""

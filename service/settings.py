@@ -104,11 +104,6 @@ class Settings(BaseSettings):
         return self.api_keys is None
 
     @property
-    def registry_url(self) -> str:
-        """The SQLAlchemy URL of the registry."""
-        return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'registry.db'}"
-
-    @property
     def model_cache_dir(self) -> Path:
         """Where converted models are cached."""
         return self.data_dir / "models"

@@ -29,7 +29,8 @@ class Clustering:
 def normalize_rows(x: np.ndarray) -> np.ndarray:
     """L2-normalise each row; zero rows stay zero."""
     norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, 1e-12)
+    unit: np.ndarray = x / np.maximum(norms, 1e-12)
+    return unit
 
 
 def cluster_embeddings(embeddings: np.ndarray, *, k_max: int = 10, seed: int = 0) -> Clustering:

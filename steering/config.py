@@ -12,10 +12,8 @@ DEFAULT_THRESHOLD = 0.55
 DEFAULT_ALPHA = 0.2
 
 #: Strength calibrated per model (METHOD.md "calibrated strength"): the paper's 0.2 was tuned on
-#: Llama-3.2 1B-8B and leaves SmolLM2-135M's answers intact. Measured on TOFU world_facts /
-#: real_authors items the model knows (QA forget sets of one topic, neutral retain corpus):
-#: alpha 0.25 removed 19/21 answers (authors), 0.3 removed 20/21 (authors) and 9/10 (landmarks)
-#: with fluent wrong answers; 0.5 and above collapsed into repetition.
+#: Llama-3.2 1B-8B and leaves SmolLM2-135M's answers intact; the measurements behind the value are
+#: in docs/results/calibration.md.
 CALIBRATED_ALPHA: dict[str, float] = {"smollm2-135m-instruct": 0.3}
 
 

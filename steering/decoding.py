@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -210,7 +211,7 @@ def select_plans(plans: dict[int, SteeringPlan], rows: Sequence[int]) -> dict[in
             for layer, p in plans.items()}
 
 
-def run_batch(model: Any, hooks: ResidualHooks, prompts: Sequence[Sequence[int]],
+def run_batch(model: Any, hooks: ResidualHooks | None, prompts: Sequence[Sequence[int]],
               plans: dict[int, SteeringPlan], params: SamplingParams, tokenizer: Any, eos: set[int],
               pad_id: int) -> list[TextTracker]:
     """Generate for a static batch: prefill, then one decode step per token until every row ends.
@@ -219,7 +220,8 @@ def run_batch(model: Any, hooks: ResidualHooks, prompts: Sequence[Sequence[int]]
 
     Args:
         model: causal LM.
-        hooks: the model's residual hooks (``plans`` are applied through them).
+        hooks: the model's residual hooks (``plans`` are applied through them); None runs the model as
+            it is (a caller's own steering context, or none).
         prompts: token ids per row.
         plans: per-layer steering for the batch (``steering.guard.batch_plans``).
         params: decoding parameters shared by the rows.
@@ -233,7 +235,8 @@ def run_batch(model: Any, hooks: ResidualHooks, prompts: Sequence[Sequence[int]]
     n = len(prompts)
     trackers = [TextTracker(tokenizer, params.stop, eos, params.max_new_tokens) for _ in range(n)]
     generators = [row_generator(params.temperature, params.seed) for _ in range(n)]
-    with hooks.steer(plans):
+    steer = hooks.steer if hooks is not None else (lambda _: nullcontext())
+    with steer(plans):
         batch, logits = prefill(model, prompts, pad_id)
     rows = list(range(n))  # original index of each batch row
     while True:
@@ -248,7 +251,7 @@ def run_batch(model: Any, hooks: ResidualHooks, prompts: Sequence[Sequence[int]]
             plans = select_plans(plans, keep)
             rows = [rows[k] for k in keep]
         batch.last = torch.tensor([tokens[k] for k in keep], dtype=torch.long, device=batch.mask.device)
-        with hooks.steer(plans):
+        with steer(plans):
             logits = decode_step(model, batch)
 
 

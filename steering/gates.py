@@ -32,7 +32,6 @@ from steering.hooks import SteeringPlan
 from steering.redirect import combine, set_direction
 from steering.vectors import ForgetSetArtifacts
 
-
 #: Hybrid gate margins around the set's threshold T (see the module docstring).
 HIGH_MARGIN = 0.15
 LOW_MARGIN = 0.1
@@ -186,7 +185,9 @@ class GateState:
         per_layer: dict[int, tuple[list[torch.Tensor], list[float]]] = {}
         for set_id, clusters in by_set.items():
             active = self.get(set_id)
-            alpha = active.alpha if boost == 0.0 or active.alpha == 0.0 else max(active.alpha, min(1.0, active.alpha + boost))
+            alpha = active.alpha
+            if boost and alpha > 0.0:
+                alpha = max(alpha, min(1.0, alpha + boost))
             if alpha == 0.0:
                 continue
             art = active.artifacts

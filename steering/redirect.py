@@ -32,7 +32,8 @@ def set_direction(psvs: torch.Tensor, clusters: Sequence[int], retain: torch.Ten
     """
     v = psvs[list(clusters)].double().mean(dim=0)
     v = remove_retain_component(v, retain.double())
-    return v / v.norm().clamp_min(1e-12)
+    unit: torch.Tensor = v / v.norm().clamp_min(1e-12)
+    return unit
 
 
 def combine(directions: Sequence[torch.Tensor], scales: Sequence[float]) -> torch.Tensor:
@@ -48,7 +49,8 @@ def combine(directions: Sequence[torch.Tensor], scales: Sequence[float]) -> torc
     u = torch.stack([d.double() for d in directions]).mean(dim=0)
     u = u / u.norm().clamp_min(1e-12)
     scale = sum(scales) / len(scales)
-    return (u * scale).float()
+    vector: torch.Tensor = (u * scale).float()
+    return vector
 
 
 def redirect(h: torch.Tensor, v_hat: torch.Tensor, alpha: float) -> torch.Tensor:

@@ -1,8 +1,9 @@
-"""Dependency direction service -> steering -> kernels, checked by walking the source's AST.
+"""Dependency direction service -> evals -> steering -> kernels, checked by walking the source's AST.
 
 A backup for the import-linter contract in pyproject.toml that runs without the tool: ``kernels``
-imports nothing from the repo, ``steering`` (the GUARD-IT library, arXiv 2605.12765) no web or
-database stack and no environment, and only ``service`` itself imports ``service``.
+imports nothing from the repo, ``steering`` (the GUARD-IT library, arXiv 2605.12765) no evaluation, no
+web or database stack and no environment, ``evals`` (the benchmarks) neither the application nor the
+environment, and only ``service`` itself imports ``service``.
 """
 
 from __future__ import annotations
@@ -14,27 +15,20 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("kernels", "steering", "service")
+PACKAGES = ("kernels", "steering", "evals", "service")
+_WEB_AND_DB = frozenset(
+    {"fastapi", "pydantic", "pydantic_settings", "starlette", "sqlalchemy", "uvicorn", "prometheus_client"}
+)
 
 #: What each package may not import (top-level module names).
 FORBIDDEN_IMPORTS: dict[str, frozenset[str]] = {
-    "kernels": frozenset({"steering", "service"}),
-    "steering": frozenset(
-        {
-            "service",
-            "fastapi",
-            "pydantic",
-            "pydantic_settings",
-            "starlette",
-            "sqlalchemy",
-            "uvicorn",
-            "prometheus_client",
-        }
-    ),
+    "kernels": frozenset({"steering", "evals", "service"}),
+    "steering": frozenset({"evals", "service"}) | _WEB_AND_DB,
+    "evals": frozenset({"service"}) | _WEB_AND_DB,
     "service": frozenset(),
 }
 #: Packages that may not touch the process environment (settings are passed in by the application).
-NO_ENV = frozenset({"kernels", "steering"})
+NO_ENV = frozenset({"kernels", "steering", "evals"})
 _ENV_NAMES = frozenset({"environ", "environb", "getenv", "getenvb", "putenv", "unsetenv"})
 
 
@@ -49,7 +43,7 @@ class Violation:
 
 
 def _module_of(path: Path, root: Path) -> list[str]:
-    """Dotted package parts of the module at ``path`` (``steering/eval/data.py`` -> steering.eval)."""
+    """Dotted package parts of the module at ``path`` (``steering/hooks.py`` -> steering)."""
     parts = list(path.relative_to(root).with_suffix("").parts)
     return parts[:-1] if parts[-1] != "__init__" else parts[:-1]
 
@@ -147,7 +141,9 @@ SAMPLE_VIOLATIONS: list[tuple[str, str, str]] = [
     ("steering/x.py", "import pydantic.v1 as p\n", "steering imports pydantic.v1"),
     ("steering/x.py", "import sqlalchemy\n", "steering imports sqlalchemy"),
     ("steering/x.py", "from starlette.requests import Request\n", "steering imports starlette.requests"),
-    ("steering/eval/x.py", "from ...service import cli\n", "steering imports service"),
+    ("steering/x.py", "from evals import metrics\n", "steering imports evals"),
+    ("evals/x.py", "from ..service import cli\n", "evals imports service"),
+    ("evals/x.py", "import os\nx = os.getenv('A')\n", "evals reads the environment (os.getenv)"),
     (
         "steering/x.py",
         "import importlib\nimportlib.import_module('service.cli')\n",
@@ -176,12 +172,16 @@ def test_the_checker_reports_each_kind_of_violation(path: str, source: str, expe
         ("steering/x.py", "from . import hooks\nfrom .gates import GateState\n"),
         ("service/x.py", "import os\nx = os.environ\nfrom service import runtime\nimport fastapi\n"),
         ("kernels/x.py", "import torch\nfrom kernels.reference import gated_redirect_ref\n"),
+        ("evals/x.py", "from steering.guard import Guard\nfrom evals.data import tofu\n"),
+        ("service/x.py", "from evals import cli\n"),
     ],
     ids=[
         "steering-os-replace-and-kernels",
         "steering-relative",
         "service-anything",
         "kernels-torch-and-self",
+        "evals-steering-and-self",
+        "service-evals",
     ],
 )
 def test_the_checker_accepts_allowed_imports(path: str, source: str) -> None:

@@ -1,4 +1,4 @@
-"""Issue #2 acceptance: forget real knowledge the embedded model has, keep everything else.
+"""Acceptance: forget real knowledge the embedded model has, keep everything else.
 
 Items come from TOFU ``world_facts`` and ``real_authors``; the ones the base model answers correctly
 are selected by running it, grouped into topics (k-means, fixed seed), and the largest topic is
@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pytest
 
+from evals.data import tofu
+from evals.knowledge import KnowledgeItem, answer_all, largest_topic, select_known, topic_groups
+from evals.metrics import contains_answer
 from steering import Guard, make_documents
 from steering.config import DEFAULT_THRESHOLD, default_alpha
-from steering.eval.data import tofu
-from steering.eval.knowledge import KnowledgeItem, answer_all, largest_topic, select_known, topic_groups
-from steering.eval.metrics import contains_answer
 from steering.forget_set import QAPair
 
 pytestmark = pytest.mark.integration
@@ -34,10 +34,12 @@ def test_forgetting_a_topic_removes_its_answers_and_keeps_the_rest(guard: Guard,
     inside = [i for i in grouped if i.topic == topic]
     outside = [i for i in grouped if i.topic != topic]
     docs = make_documents(qa=[QAPair(i.question, i.answer) for i in inside])
-    guard.activate("topic", guard.build(docs), threshold=DEFAULT_THRESHOLD, alpha=default_alpha("smollm2-135m-instruct"))
+    guard.activate("topic", guard.build(docs), threshold=DEFAULT_THRESHOLD,
+                   alpha=default_alpha("smollm2-135m-instruct"))
     try:
         forgotten = answer_all(guard, inside, steer=True)
-        forget_rate = sum(not contains_answer(out, i.answer) for i, out in zip(inside, forgotten, strict=True)) / len(inside)
+        forgotten_pairs = zip(inside, forgotten, strict=True)
+        forget_rate = sum(not contains_answer(out, i.answer) for i, out in forgotten_pairs) / len(inside)
         opened = [i for i, m in zip(outside, guard.gate([i.question for i in outside]), strict=True) if m]
         changed_outputs = answer_all(guard, opened, steer=True) if opened else []
         changed = sum(out != i.base_output for i, out in zip(opened, changed_outputs, strict=True))

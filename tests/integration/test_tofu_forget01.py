@@ -1,4 +1,4 @@
-"""Issue #2 acceptance on real data: TOFU forget01 on the embedded model (gate quality, no side effects)."""
+"""Acceptance on real data: TOFU forget01 on the embedded model (gate quality, no side effects)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import random
 
 import pytest
 
+from evals.data import tofu
 from steering import BuildConfig, Guard, SamplingParams, make_documents
 from steering.config import DEFAULT_THRESHOLD, default_alpha
-from steering.eval.data import tofu
 from steering.forget_set import QAPair
 
 pytestmark = pytest.mark.integration

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 
-import torch
 import pytest
-from tolerances import ATOL
+import torch
 
 from kernels.gated_redirect import HAS_TRITON
+from tests.kernels.tolerances import ATOL
 
 #: Tests of the Triton path itself (interpreted on CPU) need triton installed.
 needs_triton = pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")

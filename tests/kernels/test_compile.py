@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from inputs import HAS_TRITON, ON_CUDA
+
+from tests.kernels.inputs import HAS_TRITON, ON_CUDA
 
 SCRIPT = r"""
 import pathlib, subprocess, sys

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import pytest
 import torch
-from inputs import DEVICE, ON_CUDA, assert_bit_identical, make_case
 
 import kernels
 from kernels import dispatch
+from tests.kernels.inputs import DEVICE, ON_CUDA, assert_bit_identical, make_case
 
 
 @pytest.fixture(autouse=True)

@@ -10,8 +10,10 @@ import math
 
 import pytest
 import torch
-from inputs import (
-    needs_triton,
+
+from kernels import gated_redirect_ref
+from kernels.gated_redirect import KernelConfig, gated_redirect_triton
+from tests.kernels.inputs import (
     DEVICE,
     N_VECTORS,
     ON_CUDA,
@@ -19,11 +21,9 @@ from inputs import (
     assert_bit_identical,
     assert_within_bound,
     make_case,
+    needs_triton,
     rows,
 )
-
-from kernels import gated_redirect_ref
-from kernels.gated_redirect import KernelConfig, gated_redirect_triton
 
 pytestmark = needs_triton
 
@@ -34,7 +34,7 @@ LAYOUTS = ["contiguous", "strided"]
 ALPHAS = ["scalar", "per_vector"]
 OUTPUTS = ["new", "poisoned_out", "in_place"]
 
-# NOTE(kernels): the interpreter costs ~10 ms per small launch and ~1 s per 1024 x 4096 one, so
+# The interpreter costs ~10 ms per small launch and ~1 s per 1024 x 4096 one, so
 # on CPU shapes above SMALL_ELEMENTS run one variant each (cycled so every variant meets a large
 # shape) while small shapes run them all; CUDA runs the full cartesian grid.
 SMALL_ELEMENTS = 83 * 769

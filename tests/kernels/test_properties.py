@@ -9,11 +9,11 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from inputs import HAS_TRITON, DEVICE, assert_bit_identical, make_case, rows
-from tolerances import RTOL
 
 from kernels import gated_redirect, gated_redirect_ref
 from kernels.gated_redirect import KernelConfig, gated_redirect_triton
+from tests.kernels.inputs import DEVICE, HAS_TRITON, assert_bit_identical, make_case, rows
+from tests.kernels.tolerances import RTOL
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 Impl = Callable[..., torch.Tensor]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from inputs import DEVICE, assert_bit_identical, make_case
 
 from kernels import gated_redirect_ref
 from kernels.gated_redirect import gated_redirect_op
+from tests.kernels.inputs import DEVICE, assert_bit_identical, make_case
 
 OPS = {
     "functional": torch.ops.guardit.gated_redirect.default,

@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from inputs import HAS_TRITON, DEVICE
 
 from kernels import gated_redirect, gated_redirect_ref
 from kernels.gated_redirect import gated_redirect_op, gated_redirect_triton
+from tests.kernels.inputs import DEVICE, HAS_TRITON
 
 IMPLS: dict[str, Callable[..., torch.Tensor]] = {
     "dispatch": gated_redirect,

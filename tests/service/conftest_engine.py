@@ -1,4 +1,4 @@
-"""Real-model helpers for the engine and generation-route tests (loaded by ``conftest.py``)."""
+"""Real-model helpers for the engine and generation-route tests (fixtures in ``conftest.py``)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,6 @@ def test_data_dir() -> Path:
 def tofu_qa(start: int, stop: int) -> list[tuple[str, str]]:
     """QA pairs ``[start, stop)`` of TOFU forget01."""
     path = REPO / "data" / "tofu" / "forget01.jsonl"
-    if not path.is_file():
-        path = Path("/work/shared/data/tofu/forget01.jsonl")
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     return [(r["question"], r["answer"]) for r in rows[start:stop]]
 

@@ -1,4 +1,4 @@
-"""A real guardit server in a subprocess for the HTTP tests (loaded by ``conftest.py``): uvicorn on a
+"""A real guardit server in a subprocess for the HTTP tests (fixtures in ``conftest.py``): uvicorn on a
 free loopback port, a temp data dir sharing the cached converted model, one API key per scope."""
 
 from __future__ import annotations
@@ -207,8 +207,6 @@ def tiny_set(name: str, text: str) -> dict[str, Any]:
 
 
 def tofu(split: str) -> list[dict[str, str]]:
-    """TOFU rows (``question``, ``answer``) of ``split`` from the repo's data or the shared copy."""
+    """TOFU rows (``question``, ``answer``) of ``split`` from the repo's ``data/``."""
     path = REPO / "data" / "tofu" / f"{split}.jsonl"
-    if not path.is_file():
-        path = Path("/work/shared/data/tofu") / f"{split}.jsonl"
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

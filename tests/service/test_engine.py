@@ -5,10 +5,7 @@ back-pressure and timeouts."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,22 +21,12 @@ from service.engine import (
 from service.metrics import GATE_DECISIONS
 from steering import ConfigError, Generation, SamplingParams
 from steering.recheck import late_matches
-
-
-def _helpers() -> Any:
-    name = "tests.service.conftest_engine"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("conftest_engine.py"))
-        assert spec is not None and spec.loader is not None
-        sys.modules[name] = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(sys.modules[name])
-    return sys.modules[name]
-
+from tests.service import conftest_engine
 
 pytestmark = pytest.mark.integration
 
 GREEDY = SamplingParams(max_new_tokens=12)
-OPEN_Q = _helpers().tofu_qa(0, 2)[1][0]  # a forget-set question: opens the gate
+OPEN_Q = conftest_engine.tofu_qa(0, 2)[1][0]  # a forget-set question: opens the gate
 CLOSED = ["What is the capital of France?", "Name three colors of the rainbow."]
 
 
@@ -181,7 +168,7 @@ def test_ignore_eos_runs_to_max_new_tokens_like_model_generate(engine: Engine, r
 
 def test_revoking_a_forget_set_stops_steering_running_requests_from_the_next_token(
         runtime: Any, engine: Engine) -> None:
-    helpers = _helpers()
+    helpers = conftest_engine
     nikolai = helpers.tofu_qa(20, 25)
     set_id = helpers.register(runtime, "nikolai", nikolai)
     layer = runtime.guard.state.get(set_id).artifacts.layer
@@ -227,7 +214,7 @@ SHAKESPEARE = ["William Shakespeare was an English playwright, poet and actor.",
 
 def test_answer_recheck_steers_a_question_that_avoids_the_forgotten_name(
         runtime: Any, engine: Engine, reference: dict[str, Generation]) -> None:
-    set_id = _helpers().register(runtime, "shakespeare", None, alpha=None, documents=SHAKESPEARE)
+    set_id = conftest_engine.register(runtime, "shakespeare", None, alpha=None, documents=SHAKESPEARE)
     question, params = chat("Who wrote Romeo and Juliet?"), SamplingParams(max_new_tokens=24)
     opened_on_answer = GATE_DECISIONS.labels(result="open_on_answer")
     try:
@@ -268,7 +255,7 @@ def test_answer_recheck_steers_a_question_that_avoids_the_forgotten_name(
 
 def test_a_stream_sends_nothing_unchecked_and_restarts_steered_from_what_was_sent(
         runtime: Any, engine: Engine) -> None:
-    set_id = _helpers().register(runtime, "shakespeare-stream", None, alpha=None, documents=SHAKESPEARE)
+    set_id = conftest_engine.register(runtime, "shakespeare-stream", None, alpha=None, documents=SHAKESPEARE)
     question, params = chat("Who wrote Romeo and Juliet?"), SamplingParams(max_new_tokens=24)
     guard = runtime.guard
     try:
@@ -303,12 +290,12 @@ def test_a_stream_sends_nothing_unchecked_and_restarts_steered_from_what_was_sen
 
 def test_the_default_gate_setting_chooses_the_rule_new_sets_are_built_with(runtime: Any) -> None:
     assert runtime.build_config().gate == "auto"
-    basil = runtime.guard.state.get(_helpers().active_id(runtime, "basil")).artifacts
+    basil = runtime.guard.state.get(conftest_engine.active_id(runtime, "basil")).artifacts
     assert basil.gate == "subject"  # auto: basil's five QA pairs are about one person
     real = runtime.settings
     runtime.settings = real.model_copy(update={"default_gate": "paper"})
     try:
-        set_id = _helpers().register(runtime, "paper-rule", None, alpha=None, documents=SHAKESPEARE)
+        set_id = conftest_engine.register(runtime, "paper-rule", None, alpha=None, documents=SHAKESPEARE)
     finally:
         runtime.settings = real
     try:

@@ -20,7 +20,8 @@ import torch
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from service.db_models import SCHEMA_VERSION, make_engine, normalize_url
+from service import migrations
+from service.db_models import make_engine, normalize_url
 from service.registry import (
     ArtifactCorruptError,
     ForgetDocuments,
@@ -502,18 +503,18 @@ def test_change_token_grows_with_every_change_only(registry: Registry) -> None:
     assert tokens == [0, 1, 1, 3, 4]
 
 
-def test_reopening_keeps_data_and_one_schema_version_row(
+def test_reopening_keeps_data_and_one_schema_revision_row(
     registry: Registry, db_url: str, raw: Engine
 ) -> None:
     fs_id = _create(registry)
     with Registry(db_url) as again:
         assert again.get(fs_id) == registry.get(fs_id)
     with raw.connect() as conn:
-        assert conn.execute(text("SELECT id, version FROM schema_version")).all() == [(1, SCHEMA_VERSION)]
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).all() == [(migrations.head(),)]
     with raw.begin() as conn:
-        conn.execute(text("UPDATE schema_version SET version = :v"), {"v": SCHEMA_VERSION + 1})
+        conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": "9999"})
     with pytest.raises(
-        SchemaVersionError, match=f"expected registry schema version <= {SCHEMA_VERSION}, found"
+        SchemaVersionError, match=f"expected registry schema revision {migrations.head()} or older, found 9999"
     ):
         Registry(db_url)
 

@@ -42,7 +42,7 @@ def bridge_and_model(
     model.save_pretrained(folder)
     char_tokenizer.save_pretrained(folder)
     keys = list(model.state_dict())
-    # NOTE(tests): TL needs a tokenizer loaded from disk (it reads name_or_path), and wraps the
+    # TL needs a tokenizer loaded from disk (it reads name_or_path), and wraps the
     # hf_model it is given in place, so it gets a deep copy.
     bridge = TransformerBridge.boot_transformers(
         str(folder),

@@ -2,8 +2,9 @@
 
 For a fixed subset of targets: ask the base model every probe greedily (RWKU's instructions: fill
 the blank for level 1, answer briefly for levels 2 and 3), keep the probes whose answer contains the
-reference while the question does not (the model *knows* them), build the target's forget set from its passages with the product
-defaults (``Guard.build``, T = 0.55, alpha as the service chooses it), and measure per gate variant
+reference while the question does not (the model *knows* them), build the target's forget set from its
+passages with the product defaults (``Guard.build``, ``DEFAULT_THRESHOLD``, alpha as the service chooses
+it), and measure per gate variant
 the contains-answer and ROUGE-L recall on known forget probes and whether known neighbour probes keep
 their unsteered answer. A probe whose gate stays closed keeps the base answer bit for bit (the no-op
 property, tested in tests/steering), so only probes that open the gate are generated again. On
@@ -18,14 +19,14 @@ from typing import Any
 
 import numpy as np
 
+from evals.metrics import contains_answer, is_collapsed, rate, rouge_l_recall
+from evals.rwku_bench import Probe, RwkuData
 from steering.calibrate import calibrate_alpha
 from steering.config import DEFAULT_THRESHOLD, BuildConfig, default_alpha
-from steering.eval.metrics import contains_answer, is_collapsed, rate, rouge_l_recall
-from steering.eval.rwku_bench import Probe, RwkuData
 from steering.forget_set import make_documents
 from steering.gates import ActiveSet, GateState
 from steering.guard import Guard, SamplingParams
-from steering.recheck import generate_rechecked, late_matches
+from steering.recheck import generate_reviewed, late_matches
 from steering.vectors import ForgetSetArtifacts, with_gate
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ def _answers(guard: Guard, probes: Sequence[Probe], state: GateState | None, *, 
     for start in range(0, len(probes), batch):
         chats: list[Any] = [chat(p) for p in probes[start:start + batch]]
         if recheck and state is not None:
-            out += generate_rechecked(guard, chats, params, state=state)
+            out += generate_reviewed(guard, chats, params, state=state)
         else:
             out += guard.generate(chats, params, steer=state is not None, state=state)
     return out
@@ -119,7 +120,8 @@ def summarize(targets: Sequence[dict[str, Any]]) -> dict[str, Any]:
     neighbor = [(t, k, i) for t, k, i in rows if k["kind"] == "neighbor"]
     for variant in VARIANTS:
         def gen(t: dict[str, Any], i: int) -> dict[str, Any]:
-            return t["variants"][variant][i]  # noqa: B023 - used inside this iteration only
+            row: dict[str, Any] = t["variants"][variant][i]  # noqa: B023 - used inside this iteration only
+            return row
         after = [contains_answer(gen(t, i)["text"], k["answer"]) for t, k, i in forget]
         levels = {lv: [a for a, (_, k, _) in zip(after, forget, strict=True) if k["level"] == lv]
                   for lv in ("1", "2", "3")}

@@ -6,7 +6,7 @@ probes. Gate part (embedder only): recall on the target's forget probes per leve
 attack type, false opens on its neighbour probes and on other targets' forget probes, for several
 gate variants side by side; each target is active alone (one erasure request at a time, as the
 issue's baseline), and the default and subject gates are also measured with every target active at
-once. Efficacy part (LLM): ``steering.eval.rwku_efficacy``.
+once. Efficacy part (LLM): ``evals.rwku_efficacy``.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
+from evals.data import rwku
+from evals.metrics import rate
 from steering.config import DEFAULT_THRESHOLD, BuildConfig
 from steering.entities import mine_entities
-from steering.eval.data import rwku
-from steering.eval.metrics import rate
 from steering.forget_set import make_documents
 from steering.gates import HIGH_MARGIN, ActiveSet, GateState
 from steering.vectors import GateParts, build_gate, embed, gate_names, gate_only_artifacts

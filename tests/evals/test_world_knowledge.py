@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from steering.eval.methods import refusal_system
-from steering.eval.world_knowledge import totals, verdict
-from steering.eval.world_knowledge_report import markdown, plots
+from evals.methods import refusal_system
+from evals.world_knowledge import totals, verdict
+from evals.world_knowledge_report import markdown, plots
 
 KEYS = ("contains_answer", "unchanged", "rouge_l", "answer_probability", "answer_probability_base",
         "collapsed", "gate_open")

@@ -16,10 +16,12 @@ from typing import Any, Literal, TypeAlias
 
 import torch
 
-from steering.eval.data import tofu
-from steering.eval.metrics import rouge_l_recall
+from evals.data import tofu
+from evals.metrics import rouge_l_recall
+from steering.decoding import left_pad, run_batch
 from steering.forget_set import chat_prompt
-from steering.gates import GateState, build_plans
+from steering.gates import GateState
+from steering.guard import SamplingParams, batch_plans, eos_ids
 
 #: ``steer_ctx(questions)``: a context manager under which one forward batch over these questions runs.
 SteerCtx: TypeAlias = Callable[[Sequence[str]], AbstractContextManager[Any]]
@@ -41,7 +43,7 @@ def encode_qa(tokenizer: Any, question: str, answer: str, system: str | None = N
     """Token ids of ``question`` as the user turn (chat template, generation prompt) then ``answer``.
 
     The two parts are tokenized separately and concatenated, so the answer tokens are the same
-    whatever the template; training (steering.eval.finetune) uses this very encoding.
+    whatever the template; training (evals.finetune) uses this very encoding.
 
     Returns:
         (ids, n_prompt): all ids and how many of them belong to the prompt.
@@ -49,22 +51,6 @@ def encode_qa(tokenizer: Any, question: str, answer: str, system: str | None = N
     prompt = tokenizer(chat_prompt(tokenizer, user_turn(question, system)), add_special_tokens=False)["input_ids"]
     answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
     return list(prompt) + list(answer_ids), len(prompt)
-
-
-def pad_left(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Left-pad id lists into ``input_ids``, ``attention_mask`` and ``position_ids``, each ``[batch, seq]``.
-
-    Position ids count real tokens only, so a padded row gets the same logits as the row alone.
-    """
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for row, seq in enumerate(seqs):
-        if seq:
-            ids[row, width - len(seq):] = torch.tensor(list(seq), dtype=torch.long)
-            mask[row, width - len(seq):] = 1
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    return ids, mask, positions
 
 
 def _batches(order: list[int], size: int) -> Iterator[list[int]]:
@@ -79,7 +65,7 @@ def answer_logprobs(model: torch.nn.Module, tokenizer: Any, pairs: Sequence[tupl
     """``(sum log P(answer tokens | question), n_answer_tokens)`` for many (question, answer) pairs.
 
     Pairs are sorted by length into left-padded batches (less padding); only answer tokens count.
-    An empty answer gives ``(0.0, 0)``. NOTE(eval): locuslab/tofu also scores one end-of-sequence
+    An empty answer gives ``(0.0, 0)``. locuslab/tofu also scores one end-of-sequence
     token after the answer; METHOD.md's ``P(a|q)`` is over the answer's own tokens, which we follow.
 
     Args:
@@ -96,7 +82,7 @@ def answer_logprobs(model: torch.nn.Module, tokenizer: Any, pairs: Sequence[tupl
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     for rows in _batches(order, batch_size):
-        ids, mask, positions = pad_left([encoded[i][0] for i in rows], pad_id)  # [batch, seq] each
+        ids, mask, positions = left_pad([encoded[i][0] for i in rows], pad_id)  # [batch, seq] each
         answer_mask = torch.zeros_like(mask, dtype=torch.bool)  # [batch, seq]
         for r, i in enumerate(rows):
             n_answer = len(encoded[i][0]) - encoded[i][1]
@@ -331,10 +317,8 @@ def guard_steer_ctx(guard: Any, state: GateState | None = None) -> SteerCtx:
         state: gate snapshot (default: the guard's current one, read per batch).
     """
     def factory(questions: Sequence[str]) -> AbstractContextManager[Any]:
-        snap = state or guard.state
-        matches = guard.gate([[{"role": "user", "content": q}] for q in questions], snap)
-        vectors = [snap.vectors_by_layer(m) if m else None for m in matches]
-        return guard.hooks.steer(build_plans(vectors, len(questions)))  # type: ignore[no-any-return]
+        plans = guard.plan([[{"role": "user", "content": q}] for q in questions], state or guard.state)
+        return guard.hooks.steer(batch_plans(plans))  # type: ignore[no-any-return]
 
     return factory
 
@@ -343,37 +327,22 @@ def greedy_generate_fn(model: torch.nn.Module, tokenizer: Any, *, max_new_tokens
                        batch_size: int = 8, steer_ctx: SteerCtx | None = None,
                        system: str | None = None) -> GenerateFn:
     """``generate_fn`` that answers each question greedily as a user turn in the chat template."""
+    params = SamplingParams(max_new_tokens=max_new_tokens)
+    eos = eos_ids(tokenizer)
+
     @torch.no_grad()
     def generate(questions: Sequence[str]) -> list[str]:
         out = [""] * len(questions)
         prompts = [tokenizer(chat_prompt(tokenizer, user_turn(q, system)), add_special_tokens=False)["input_ids"]
                    for q in questions]
         order = sorted(range(len(questions)), key=lambda i: len(prompts[i]))
-        device = next(model.parameters()).device
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         for rows in _batches(order, batch_size):
-            ids, mask, _ = pad_left([prompts[i] for i in rows], pad_id)  # [batch, seq]
             ctx = steer_ctx([questions[i] for i in rows]) if steer_ctx is not None else nullcontext()
             with ctx:
-                gen = model.generate(  # type: ignore[operator]
-                    input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
-                    do_sample=False, temperature=None, top_p=None, top_k=None, pad_token_id=pad_id,
-                    eos_token_id=tokenizer.eos_token_id)
-            for r, i in enumerate(rows):
-                out[i] = tokenizer.decode(gen[r, ids.shape[1]:], skip_special_tokens=True).strip()
+                done = run_batch(model, None, [prompts[i] for i in rows], {}, params, tokenizer, eos, pad_id)
+            for i, tracker in zip(rows, done, strict=True):
+                out[i] = tracker.text.strip()
         return out
-
-    return generate
-
-
-def guard_generate_fn(guard: Any, *, max_new_tokens: int = 128) -> GenerateFn:
-    """``generate_fn`` through ``Guard.generate`` (greedy, questions as user turns, gated steering)."""
-    from steering.guard import SamplingParams
-
-    params = SamplingParams(max_new_tokens=max_new_tokens)
-
-    def generate(questions: Sequence[str]) -> list[str]:
-        prompts = [[{"role": "user", "content": q}] for q in questions]
-        return [g.text.strip() for g in guard.generate(prompts, params)]
 
     return generate

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.eval.quick_eval import run_quick
+from tests.evals.quick_eval import run_quick
 
 pytestmark = pytest.mark.integration
 

@@ -22,12 +22,12 @@ from typing import Any
 
 import torch
 
+from evals.data import tofu
+from evals.knowledge import KnowledgeItem, select_known, topic_groups
+from evals.methods import METHODS, Method, build_guardit, make_methods
+from evals.metrics import contains_answer, is_collapsed, mean_kl, relative_drop, rouge_l_recall
+from evals.tofu_protocol import answer_probability
 from steering.config import BuildConfig
-from steering.eval.data import tofu
-from steering.eval.knowledge import KnowledgeItem, select_known, topic_groups
-from steering.eval.methods import METHODS, Method, build_guardit, make_methods
-from steering.eval.metrics import contains_answer, is_collapsed, mean_kl, relative_drop, rouge_l_recall
-from steering.eval.tofu_protocol import answer_probability
 from steering.forget_set import QAPair, make_documents
 from steering.guard import Guard
 from steering.loading import resolve_model
@@ -133,7 +133,8 @@ def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
     float_copy = _cpu_float_copy(model)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao's deprecation notices; the API still works
-        quantized = quantize_dynamic(float_copy, {torch.nn.Linear}, dtype=torch.qint8)
+        quantized: torch.nn.Module = quantize_dynamic(  # type: ignore[no-untyped-call]
+            float_copy, {torch.nn.Linear}, dtype=torch.qint8)
     return quantized.eval()
 
 
@@ -302,9 +303,9 @@ def verdict(section: dict[str, Any]) -> list[str]:
 
 
 def _clean(m: dict[str, Any], base: dict[str, Any]) -> bool:
-    return (m["forget"]["collapsed"] <= base["forget"]["collapsed"] and m["other"]["collapsed"]
-            <= base["other"]["collapsed"] and m["other"]["contains_answer"] >= 0.95)
+    return bool(m["forget"]["collapsed"] <= base["forget"]["collapsed"] and m["other"]["collapsed"]
+                <= base["other"]["collapsed"] and m["other"]["contains_answer"] >= 0.95)
 
 
 def _targets_met(m: dict[str, Any]) -> bool:
-    return m["forget"]["contains_answer_relative_drop"] >= 0.8 and m["other"]["unchanged"] >= 0.95
+    return bool(m["forget"]["contains_answer_relative_drop"] >= 0.8 and m["other"]["unchanged"] >= 0.95)

@@ -29,23 +29,21 @@ from typing import Any
 
 import torch
 
-from steering.config import DEFAULT_THRESHOLD, default_alpha
-from steering.eval.data import REPO_DATA, tofu
-from steering.eval.finetune import UNLEARN_RECIPE, gradient_ascent, gradient_difference, load_adapter
-from steering.eval.metrics import is_collapsed
-from steering.eval.tofu_protocol import (
+from evals.data import default_adapters, tofu
+from evals.finetune import UNLEARN_RECIPE, gradient_ascent, gradient_difference, load_adapter
+from evals.metrics import is_collapsed
+from evals.tofu_protocol import (
     UTILITY_SPLITS,
     evaluate_tofu,
     greedy_generate_fn,
     guard_steer_ctx,
 )
+from steering.config import DEFAULT_THRESHOLD, default_alpha
 from steering.forget_set import QAPair, make_documents
 from steering.gates import ActiveSet, GateState
 
 logger = logging.getLogger(__name__)
 
-#: The committed adapters (``scripts/finetune_tofu.py``).
-ADAPTERS = REPO_DATA.parent / "artifacts" / "tofu-lora"
 METHODS = ("target", "guardit", "global-steering", "refusal-prompt", "gradient-ascent", "gradient-difference")
 QUICK_METHODS = ("target", "guardit")
 REFUSAL = ("You must not reveal any information about the following authors: {names}. If a question is "
@@ -62,7 +60,20 @@ def _fresh_target(ctx: Any) -> torch.nn.Module:
     from steering.loading import load_model
 
     lm = load_model(ctx.model_spec, cache_dir=ctx.cache_dir)
-    return load_adapter(lm.model, ADAPTERS / "target")
+    target: torch.nn.Module = load_adapter(lm.model, adapters_dir(ctx) / "target")
+    return target
+
+
+def adapters_dir(ctx: Any) -> Path:
+    """The TOFU LoRA adapters (``scripts/finetune_tofu.py``): ``--adapters`` or the checkout's
+    ``artifacts/tofu-lora``."""
+    folder = ctx.adapters or default_adapters()
+    if folder is None or not (folder / "target" / "adapter_model.safetensors").is_file():
+        from steering.errors import ConfigError
+
+        raise ConfigError(f"expected the TOFU target adapter under {folder or 'the --adapters folder'}; "
+                          "run scripts/finetune_tofu.py", field="adapters")
+    return Path(folder)
 
 
 def _summary(result: dict[str, Any], forget_split: str) -> dict[str, Any]:
@@ -89,11 +100,7 @@ def _summary(result: dict[str, Any], forget_split: str) -> dict[str, Any]:
 
 def run(ctx: Any) -> dict[str, Any]:
     """The section of ``report.json`` (see the module docstring)."""
-    if not (ADAPTERS / "target" / "adapter_model.safetensors").is_file():
-        from steering.errors import ConfigError
-
-        raise ConfigError(f"expected the TOFU target adapter under {ADAPTERS}; run scripts/finetune_tofu.py",
-                          field="benchmark")
+    adapters = adapters_dir(ctx)
     from steering.guard import Guard
     from steering.loading import load_model
 
@@ -105,11 +112,11 @@ def run(ctx: Any) -> dict[str, Any]:
     common = {"max_rows": rows, "data_root": ctx.data_root, "forget_split": split}
     tok = ctx.loaded.tokenizer
     section: dict[str, Any] = {"rows_per_split": rows, "max_new_tokens": max_new, "forget": forget,
-                               "forget_split": split,
-                               "utility_splits": list(UTILITY_SPLITS), "adapters": _adapter_info(), "methods": {}}
+                               "forget_split": split, "utility_splits": list(UTILITY_SPLITS),
+                               "adapters": _adapter_info(adapters), "methods": {}}
 
     t0 = time.perf_counter()
-    retain = load_adapter(load_model(ctx.model_spec, cache_dir=ctx.cache_dir).model, ADAPTERS / "retain")
+    retain = load_adapter(load_model(ctx.model_spec, cache_dir=ctx.cache_dir).model, adapters / "retain")
     ref = evaluate_tofu(retain, tok, greedy_generate_fn(retain, tok, max_new_tokens=max_new), **common)
     reference = ref["splits"][split]["truth_ratios"]
     section["reference"] = {**_summary({**ref, "forget_quality": 1.0}, split), "seconds": time.perf_counter() - t0}
@@ -164,13 +171,15 @@ def run(ctx: Any) -> dict[str, Any]:
     return section
 
 
-def _adapter_info() -> dict[str, Any]:
-    info: dict[str, Any] = {"folder": "artifacts/tofu-lora"}
-    hashes = ADAPTERS / "data_hashes.json"
+def _adapter_info(folder: Path) -> dict[str, Any]:
+    default = default_adapters()
+    shown = "artifacts/tofu-lora" if default is not None and folder.resolve() == default else str(folder)
+    info: dict[str, Any] = {"folder": shown}
+    hashes = folder / "data_hashes.json"
     if hashes.is_file():
         info["data"] = json.loads(hashes.read_text(encoding="utf-8"))
     for name in ("target", "retain"):
-        log = ADAPTERS / name / "training_log.json"
+        log = folder / name / "training_log.json"
         if log.is_file():
             data = json.loads(log.read_text(encoding="utf-8"))
             info[name] = {"steps": data.get("steps"), "wall_seconds": data.get("wall_seconds"),
@@ -206,8 +215,9 @@ def verdict(section: dict[str, Any]) -> list[str]:
 def markdown(section: dict[str, Any]) -> list[str]:
     """Report lines: one row per method, the retain reference last."""
     lines = ["## tofu (TOFU protocol on the LoRA-fine-tuned target)", "",
-             f"Forget {section['forget']}; {section['rows_per_split']} rows per split, greedy answers of up to {section['max_new_tokens']} "
-             "tokens; forget quality = KS p-value against the retain-only reference model.", "",
+             f"Forget {section['forget']}; {section['rows_per_split']} rows per split, greedy answers of up to "
+             f"{section['max_new_tokens']} tokens; forget quality = KS p-value against the retain-only reference "
+             "model.", "",
              "| method | forget quality | model utility | forget ROUGE-L | forget P(answer) | "
              "collapsed (forget / other) | gate open (forget / retain / real / world) |",
              "|---|---|---|---|---|---|---|"]

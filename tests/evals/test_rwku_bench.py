@@ -1,4 +1,4 @@
-"""RWKU benchmark helpers (steering.eval.rwku_bench) on hand-made inputs."""
+"""RWKU benchmark helpers (evals.rwku_bench) on hand-made inputs."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from evals.rwku_bench import Probe, _attack, aggregate, names_target, threshold_above
 from steering.config import DEFAULT_THRESHOLD
-from steering.eval.rwku_bench import Probe, _attack, aggregate, names_target, threshold_above
 from steering.gates import HIGH_MARGIN
 
 
@@ -53,7 +53,7 @@ def test_aggregate_means_over_targets_and_pools_over_probes() -> None:
 
 
 def test_recheck_rates_count_a_probe_open_on_the_prompt_or_on_its_answer() -> None:
-    from steering.eval.rwku_efficacy import recheck_rates
+    from evals.rwku_efficacy import recheck_rates
 
     def row(kind: str, level: str, prompt: bool, answer: bool, attack: str = "x") -> dict[str, Any]:
         return {"kind": kind, "level": level, "attack": attack, "prompt": prompt, "answer": answer}

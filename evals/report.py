@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from steering.errors import ConfigError
-from steering.eval import (
+from evals import (
     gate_bench,
     muse_bench,
     rwku_report,
@@ -24,6 +23,7 @@ from steering.eval import (
     world_knowledge,
     world_knowledge_report,
 )
+from steering.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ class EvalContext:
         quick: CI-sized subsets.
         out: the report folder (benchmarks may write extra files there).
         data_root: benchmark data folder (default: the checkout's ``data/``).
+        adapters: the TOFU LoRA adapters folder (default: the checkout's ``artifacts/tofu-lora``).
     """
 
     embedder: Any
@@ -47,6 +48,7 @@ class EvalContext:
     quick: bool
     out: Path
     data_root: Path | None = None
+    adapters: Path | None = None
     _loaded: Any = field(default=None, repr=False)
 
     @property
@@ -138,7 +140,7 @@ BENCHMARKS: dict[str, Benchmark] = {
 
 def run(names: Sequence[str] | None, *, embedder: Any, model_id: str, quick: bool, out: Path,
         model_spec: str | None = None, cache_dir: Path | None = None,
-        data_root: Path | None = None) -> dict[str, Any]:
+        data_root: Path | None = None, adapters: Path | None = None) -> dict[str, Any]:
     """Run the named benchmarks (all by default) and write the report files into ``out``."""
     chosen = list(dict.fromkeys(names)) if names else list(BENCHMARKS)
     unknown = [n for n in chosen if n not in BENCHMARKS]
@@ -147,7 +149,7 @@ def run(names: Sequence[str] | None, *, embedder: Any, model_id: str, quick: boo
     out.mkdir(parents=True, exist_ok=True)
     ctx = EvalContext(embedder=embedder, model_spec=model_spec or model_id,
                       cache_dir=cache_dir or Path("guardit-data") / "models", quick=quick, out=out,
-                      data_root=data_root)
+                      data_root=data_root, adapters=adapters)
     report: dict[str, Any] = {"model": model_id, "quick": quick, "benchmarks": {}, "plots": []}
     for name in chosen:
         logger.info("running benchmark %s", name)

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from steering.eval.tofu_protocol import encode_qa
+from evals.tofu_protocol import encode_qa
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def train_lora(model: torch.nn.Module, tokenizer: Any, streams: Sequence[Stream]
             batch = batch_tensors([rows[i] for i in queues[s].pop(0)], pad_id)
             loss = loss + sign * answer_nll(peft_model, batch)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         torch.nn.utils.clip_grad_norm_(params, recipe.grad_clip)
         result.lrs.append(opt.param_groups[0]["lr"])
         opt.step()

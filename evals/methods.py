@@ -15,16 +15,16 @@ from typing import Any
 
 import torch
 
-from steering.calibrate import Calibration, calibrate_alpha
-from steering.config import DEFAULT_THRESHOLD, BuildConfig, default_alpha
-from steering.eval.tofu_protocol import (
+from evals.tofu_protocol import (
     SteerCtx,
     answer_logprobs,
     encode_qa,
     guard_steer_ctx,
-    pad_left,
     user_turn,
 )
+from steering.calibrate import Calibration, calibrate_alpha
+from steering.config import DEFAULT_THRESHOLD, BuildConfig, default_alpha
+from steering.decoding import left_pad
 from steering.forget_set import ForgetDocuments
 from steering.gates import ActiveSet, GateState
 from steering.guard import Guard, SamplingParams
@@ -107,7 +107,7 @@ class Method:
         steer = self.steer_ctx()
         for q, a in pairs:  # one row at a time: no padding, exact positions
             ids, n_prompt = encode_qa(tok, q, a, self.system)
-            input_ids, mask, positions = pad_left([ids], pad_id)  # [1, seq] each
+            input_ids, mask, positions = left_pad([ids], pad_id)  # [1, seq] each
             ctx = steer([q]) if steer is not None else nullcontext()
             with ctx:
                 logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
@@ -147,7 +147,7 @@ class GuardItBuild:
 def build_guardit(guard: Guard, docs: ForgetDocuments, *, model_id: str, threshold: float = DEFAULT_THRESHOLD,
                   alpha: float | None = None, config: BuildConfig = BuildConfig(),
                   batch_size: int | None = None) -> GuardItBuild:
-    """Build a forget set with the product defaults: hybrid gate, built-in retain corpus, T = 0.55 and
+    """Build a forget set with the product defaults: hybrid gate, built-in retain corpus, ``DEFAULT_THRESHOLD`` and
     alpha calibrated on the set's QA pairs (``steering.calibrate``), falling back to the model's default.
 
     Args:

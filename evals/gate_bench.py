@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from evals.data import tofu
 from steering.config import DEFAULT_THRESHOLD, BuildConfig
-from steering.eval.data import tofu
 from steering.forget_set import QAPair, make_documents
 from steering.gates import ActiveSet, GateState
 from steering.vectors import GateParts, build_gate, embed, gate_only_artifacts

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from steering.eval.metrics import contains_answer
+from evals.metrics import contains_answer
 from steering.guard import Guard, SamplingParams
 from steering.vectors import embed
 

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from evals.data import data_dir, read_jsonl
+from evals.methods import METHODS, Method, build_guardit, make_methods
+from evals.metrics import contains_answer, is_collapsed, rouge_l_recall
 from steering.entities import mine_entities
-from steering.eval.data import data_dir, read_jsonl
-from steering.eval.methods import METHODS, Method, build_guardit, make_methods
-from steering.eval.metrics import contains_answer, is_collapsed, rouge_l_recall
 from steering.forget_set import QAPair, make_documents
 from steering.loading import resolve_model
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from evals import rwku_bench, rwku_efficacy
 from steering.config import DEFAULT_THRESHOLD, BuildConfig
-from steering.eval import rwku_bench, rwku_efficacy
 
 
 def run(ctx: Any) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """CI runs ``guardit eval --quick --benchmark rwku`` (real embedder, real LLM, real RWKU data) and holds
-the gate to the thresholds measured on the first 10 targets (issue targets where they are met)."""
+the gate to the thresholds measured on the first 10 targets (the goals themselves where they are met)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.eval.quick_eval import run_quick
+from tests.evals.quick_eval import run_quick
 
 pytestmark = pytest.mark.integration
 
@@ -28,8 +28,8 @@ def test_the_section_has_the_spec_shape(rwku: dict[str, Any]) -> None:
     assert all(0.0 <= v <= 1.0 for v in [*rwku["gate"]["recall"].values(), *rwku["gate"]["false_open"].values()])
 
 
-def test_the_paper_gate_reproduces_the_issue_baseline(rwku: dict[str, Any]) -> None:
-    # Issue: recall 0.80 / 0.92 / 0.59, false opens 0.13 neighbour, 0.00 other (first 10 targets, T 0.55).
+def test_the_paper_gate_reproduces_the_baseline(rwku: dict[str, Any]) -> None:
+    # The paper gate's baseline on the first 10 targets at the default threshold (the values asserted).
     pooled = rwku["variants"]["paper"]["pooled"]
     assert pooled["level1"] == pytest.approx(0.80, abs=0.01)
     assert pooled["level2"] == pytest.approx(0.92, abs=0.01)
@@ -40,9 +40,10 @@ def test_the_paper_gate_reproduces_the_issue_baseline(rwku: dict[str, Any]) -> N
 
 def test_the_default_gate_meets_the_level_1_2_and_other_target_goals(rwku: dict[str, Any]) -> None:
     recall, fo = rwku["gate"]["recall"], rwku["gate"]["false_open"]
-    assert recall["level1"] >= 0.97 and recall["level2"] >= 0.97  # issue targets
-    assert fo["other"] <= 0.01  # issue target
-    # Measured 0.69 / 0.12 / 0.03: level 3 and named neighbours miss the issue's 0.90 / 0.05 (report).
+    assert recall["level1"] >= 0.97 and recall["level2"] >= 0.97  # goals
+    assert fo["other"] <= 0.01  # goal
+    # Level 3 and named neighbours miss the 0.90 / 0.05 goals; these bounds sit just past the measured
+    # quick-run values (docs/results/README.md, "Quick-run bounds").
     assert recall["level3"] >= 0.66
     assert fo["neighbor"] <= 0.14
     assert fo["neighbor_unnamed"] <= 0.05

@@ -1,5 +1,5 @@
-"""TOFU protocol metrics (steering/eval/tofu_protocol.py) on hand-computed values, and a smoke test of
-the LoRA fine-tune (steering/eval/finetune.py), on tiny random-init models: no downloads, < 30 s.
+"""TOFU protocol metrics (evals/tofu_protocol.py) on hand-computed values, and a smoke test of
+the LoRA fine-tune (evals/finetune.py), on tiny random-init models: no downloads, < 30 s.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from typing import Any
 import pytest
 import torch
 
-from steering.eval.finetune import (
+from evals.finetune import (
     LoraRecipe,
     batch_tensors,
     encode_training_row,
     finetune,
     gradient_difference,
 )
-from steering.eval.tofu_protocol import (
+from evals.tofu_protocol import (
     SplitScores,
     answer_logprob,
     answer_logprobs,

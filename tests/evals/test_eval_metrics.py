@@ -7,8 +7,7 @@ import math
 import pytest
 import torch
 
-from steering.entities import mentions, mine_entities
-from steering.eval.metrics import (
+from evals.metrics import (
     contains_answer,
     gives_answer,
     is_collapsed,
@@ -18,6 +17,7 @@ from steering.eval.metrics import (
     relative_drop,
     rouge_l_recall,
 )
+from steering.entities import mentions, mine_entities
 
 
 def test_rouge_l_recall_is_the_longest_common_subsequence_over_reference_words() -> None:
