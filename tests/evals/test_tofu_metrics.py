@@ -216,21 +216,18 @@ def test_evaluate_split_normalises_the_probability_over_options_without_a_paraph
 
 def test_guard_steer_ctx_steers_only_the_rows_whose_gate_opens() -> None:
     from steering.gates import build_plans
+    from steering.guard import RowPlan
     from steering.hooks import ResidualHooks
 
     model, tok = tiny_llama(), char_tokenizer()
     vector = torch.randn(32) * 5
 
-    class FakeState:
-        def vectors_by_layer(self, matches: list[str]) -> dict[int, torch.Tensor]:
-            return {0: vector}
-
     class FakeGuard:  # gate opens for questions that mention "secret"
-        state = FakeState()
+        state = None
         hooks = ResidualHooks(model)
 
-        def gate(self, prompts: list[Any], state: Any) -> list[list[str]]:
-            return [["m"] if "secret" in p[-1]["content"] else [] for p in prompts]
+        def plan(self, prompts: list[Any], state: Any) -> list[RowPlan]:
+            return [RowPlan(vectors={0: vector}) if "secret" in p[-1]["content"] else RowPlan() for p in prompts]
 
     guard = FakeGuard()
     pairs = [("Tell me the secret?", "No."), ("What time is it?", "Noon.")]
