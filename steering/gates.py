@@ -118,7 +118,8 @@ class GateState:
 
     def similarities(self, embeddings: np.ndarray) -> np.ndarray:
         """``[n_prompts, total_clusters]`` cosine similarities of unit prompt embeddings to centroids."""
-        return np.asarray(embeddings, dtype=np.float32) @ self._centroids.T
+        sims: np.ndarray = np.asarray(embeddings, dtype=np.float32) @ self._centroids.T
+        return sims
 
     def match(self, embeddings: np.ndarray, texts: Sequence[str] | None = None) -> list[list[GateMatch]]:
         """K(x) for each prompt: the clusters whose similarity reaches their set's threshold.
