@@ -43,17 +43,10 @@ def _version() -> str:
 
 
 def _routers() -> list[APIRouter]:
-    from service.routes import audit, console, forget, gate, health
+    from service.routes import audit, compare, console, forget, gate, generate, health, openai
 
-    routers = [health.router, forget.router, audit.router, gate.router, console.router]
-    for name in ("generate", "compare", "openai"):
-        try:  # the generation routers ship with the engine
-            module = __import__(f"service.routes.{name}", fromlist=["router"])
-        except ImportError as exc:
-            logger.warning("router service.routes.%s not available: %s", name, exc)
-            continue
-        routers.append(module.router)
-    return routers
+    return [health.router, forget.router, audit.router, gate.router, console.router, generate.router,
+            compare.router, openai.router]
 
 
 def _configure_kernels(settings: Settings) -> None:
@@ -159,9 +152,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     state.load_error, state.stopping = None, False
     install_error_handlers(app)
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes)
-    for router in _routers():
+    routers = _routers()
+    for router in routers:
         app.include_router(router)
-    install_openapi(app, description=DESCRIPTION)
+    install_openapi(app, routers, description=DESCRIPTION)
     return app
 
 
