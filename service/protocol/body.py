@@ -34,8 +34,11 @@ def _parse_int(literal: str) -> int | _LongInt:
     return _LongInt(digits) if digits > MAX_INT_DIGITS else int(literal)
 
 
-def _parse_constant(name: str) -> float:
-    raise BodyError(f"expected a JSON number, found {name} (not JSON)")
+class _Constant:
+    """Stands in for ``NaN``/``Infinity`` (not JSON, but ``json`` reads them) until its path is known."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
 
 
 def _surrogate(text: str) -> bool:
@@ -60,6 +63,8 @@ def _check(value: Any, path: list[str]) -> None:
         elif isinstance(item, _LongInt):
             raise BodyError(f"expected an integer of at most {MAX_INT_DIGITS} digits, found {item.digits}",
                             field)
+        elif isinstance(item, _Constant):
+            raise BodyError(f"expected a finite JSON number, found {item.name} (not JSON)", field)
         elif isinstance(item, float):
             if not math.isfinite(item):
                 raise BodyError("expected a finite number, found one out of range", field)
@@ -81,9 +86,7 @@ def loads(raw: bytes) -> Any:
     if not raw:
         return None
     try:
-        value = json.loads(raw, parse_int=_parse_int, parse_constant=_parse_constant)
-    except BodyError:
-        raise
+        value = json.loads(raw, parse_int=_parse_int, parse_constant=_Constant)
     except RecursionError as exc:
         raise BodyError(f"expected JSON nested at most {MAX_DEPTH} levels, found deeper") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -68,6 +68,23 @@ def _alpha(value: float) -> float:
     return value
 
 
+#: Smallest non-zero temperature and top_p: below them the float32 sampler divides by zero or keeps
+#: no token at all (a 500, not a sharper distribution); 0 stays greedy.
+MIN_TEMPERATURE = 1e-3
+MIN_TOP_P = 1e-6
+
+
+def _temperature(value: float) -> float:
+    if 0.0 < value < MIN_TEMPERATURE:
+        raise ValueError(f"expected temperature 0 (greedy) or in [{MIN_TEMPERATURE:g}, 2], found {value!r}")
+    return value
+
+
+#: 0 (greedy) or a sampling temperature in [MIN_TEMPERATURE, 2].
+Temperature = Annotated[float, Field(ge=0.0, le=2.0, allow_inf_nan=False, json_schema_extra={
+    "not": {"exclusiveMinimum": 0.0, "exclusiveMaximum": MIN_TEMPERATURE}}), AfterValidator(_temperature)]
+#: Nucleus mass in [MIN_TOP_P, 1].
+TopP = Annotated[float, Field(ge=MIN_TOP_P, le=1.0, allow_inf_nan=False)]
 #: A string that encodes as UTF-8 (every text field that is stored, hashed or tokenized).
 Text = Annotated[str, AfterValidator(_utf8)]
 #: A gate threshold T, checked by ``steering.config.check_threshold`` (the bounds live there).

@@ -14,7 +14,9 @@ from service.protocol.common import (
     Messages,
     RequestModel,
     Stop,
+    Temperature,
     Text,
+    TopP,
     Usage,
     check_prompt_chars,
     check_stop,
@@ -38,8 +40,8 @@ class GenerateRequest(RequestModel):
                                 "(exactly one of prompt and messages)")
     messages: Messages | SkipJsonSchema[None] = Field(None, description="a chat (exactly one of prompt and messages)")
     max_new_tokens: int | None = Field(None, ge=1, description="default 128, or the server's cap if lower")
-    temperature: float = Field(0.0, ge=0.0, le=2.0, allow_inf_nan=False, description="0 = greedy")
-    top_p: float = Field(1.0, gt=0.0, le=1.0, allow_inf_nan=False)
+    temperature: Temperature = Field(0.0, description="0 = greedy")
+    top_p: TopP = 1.0
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
     stop: Stop = None
     ignore_eos: bool = Field(False, description="never stop at end-of-sequence: always max_new_tokens "

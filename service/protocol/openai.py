@@ -19,7 +19,9 @@ from service.protocol.common import (
     Messages,
     RequestModel,
     Stop,
+    Temperature,
     Text,
+    TopP,
     check_prompt_chars,
     check_stop,
     stop_tuple,
@@ -48,10 +50,9 @@ class _OpenAIRequest(RequestModel):
     model: Text
     max_tokens: int | None = Field(None, ge=1, description="upper bound; above the server's maximum it is "
                                    "capped to it")
-    temperature: float | None = Field(None, ge=0.0, le=2.0, allow_inf_nan=False,
-                                      description="default: the server's GUARDIT_DEFAULT_TEMPERATURE (0; "
+    temperature: Temperature | None = Field(None, description="default: the server's GUARDIT_DEFAULT_TEMPERATURE (0; "
                                       "OpenAI's own default is 1)")
-    top_p: float | None = Field(None, gt=0.0, le=1.0, allow_inf_nan=False)
+    top_p: TopP | None = None
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
     stop: Stop = None
     n: int | None = Field(None, ge=1, le=1, description="must be 1: one choice per request")
