@@ -201,7 +201,8 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
 
 def internal_error_response() -> JSONResponse:
     """The body of an unexpected failure (details are in the server log, under the request id)."""
-    return error_response(500, "internal_error", "internal server error; see the server log for the request id")
+    return error_response(500, "internal_error",
+                          "internal server error; see the server log for the request id")
 
 
 async def _handle(request: Request, exc: Exception) -> JSONResponse:

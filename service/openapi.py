@@ -53,7 +53,7 @@ def _secure(routers: Sequence[APIRouter], schema: dict[str, Any]) -> None:
         scope = _scope(route)
         if scope is None:
             continue
-        for method in route.methods:
+        for method in route.methods or ():
             operation = schema["paths"].get(route.path_format, {}).get(method.lower())
             if operation is not None:
                 operation["security"] = [{SCHEME: [scope]}]

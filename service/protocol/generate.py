@@ -36,9 +36,10 @@ class GenerateRequest(RequestModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=ONE_OF_PROMPT_MESSAGES)
 
-    prompt: Text | SkipJsonSchema[None] = Field(None, description="a user turn, rendered with the chat template "
-                                "(exactly one of prompt and messages)")
-    messages: Messages | SkipJsonSchema[None] = Field(None, description="a chat (exactly one of prompt and messages)")
+    prompt: Text | SkipJsonSchema[None] = Field(
+        None, description="a user turn, rendered with the chat template (exactly one of prompt and messages)")
+    messages: Messages | SkipJsonSchema[None] = Field(
+        None, description="a chat (exactly one of prompt and messages)")
     max_new_tokens: int | None = Field(None, ge=1, description="default 128, or the server's cap if lower")
     temperature: Temperature = Field(0.0, description="0 = greedy")
     top_p: TopP = 1.0

@@ -50,8 +50,8 @@ class _OpenAIRequest(RequestModel):
     model: Text
     max_tokens: int | None = Field(None, ge=1, description="upper bound; above the server's maximum it is "
                                    "capped to it")
-    temperature: Temperature | None = Field(None, description="default: the server's GUARDIT_DEFAULT_TEMPERATURE (0; "
-                                      "OpenAI's own default is 1)")
+    temperature: Temperature | None = Field(None, description="default: the server's "
+                                            "GUARDIT_DEFAULT_TEMPERATURE (0; OpenAI's own default is 1)")
     top_p: TopP | None = None
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
     stop: Stop = None
@@ -108,8 +108,9 @@ class CompletionRequest(_OpenAIRequest):
         """
         prompt = self.prompt if isinstance(self.prompt, str) else self.prompt[0]
         check_prompt_chars(len(prompt), settings.prompt_char_limit, "prompt")
-        return GenerationRequest(prompt, self._params(self.max_tokens, COMPLETIONS_DEFAULT_MAX_TOKENS, settings),
-                                 request_id=request_id, route=route, max_tokens_field="max_tokens")
+        params = self._params(self.max_tokens, COMPLETIONS_DEFAULT_MAX_TOKENS, settings)
+        return GenerationRequest(prompt, params, request_id=request_id, route=route,
+                                 max_tokens_field="max_tokens")
 
 
 class OpenAIUsage(BaseModel):

@@ -92,7 +92,8 @@ async def chat_completions(request: Request, _key: ScopeDep, engine: EngineDep) 
         return sse_response(_chunks(engine.stream(req), chunk, include, show))
     gen = await engine.generate(req)
     return json_response(ChatCompletionResponse(
-        **base, choices=[ChatChoice(message=AssistantMessage(content=gen.text), finish_reason=gen.finish_reason)],
+        **base, choices=[ChatChoice(message=AssistantMessage(content=gen.text),
+                                    finish_reason=gen.finish_reason)],
         usage=openai_usage(gen), guardit=guardit_info(gen) if show else None))
 
 

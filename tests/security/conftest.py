@@ -40,7 +40,7 @@ def live() -> ModuleType:
 def server(tmp_path_factory: pytest.TempPathFactory, live: ModuleType) -> Iterator[Any]:
     """One server for the security tests: real model, SQLite, a key per scope, small limits."""
     with live.running(tmp_path_factory.mktemp("security-server"),
-                      env={"GUARDIT_MAX_NEW_TOKENS": "8", "GUARDIT_MAX_PROMPT_CHARS": "8192"}) as srv:
+                      env={"GUARDIT_MAX_NEW_TOKENS": "4", "GUARDIT_MAX_PROMPT_CHARS": "8192"}) as srv:
         yield srv
 
 

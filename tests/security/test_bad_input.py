@@ -30,59 +30,62 @@ def _refused(response: Any, field: str | None, status: int = 422) -> dict[str, A
 
 
 @pytest.mark.parametrize(("path", "template", "field"), [
-    ("/v1/generate", '{"prompt": %s}', "prompt"),
-    ("/v1/generate", '{"messages": [{"role": "user", "content": %s}]}', "messages.0.content"),
-    ("/v1/generate", '{"prompt": "hi", "stop": [%s]}', "stop.0"),
-    ("/v1/compare", '{"prompt": %s}', "prompt"),
-    ("/v1/chat/completions", '{"model": "%s", "messages": [{"role": "user", "content": %%s}]}' % MODEL,
+    ("/v1/generate", '{"prompt": $V}', "prompt"),
+    ("/v1/generate", '{"messages": [{"role": "user", "content": $V}]}', "messages.0.content"),
+    ("/v1/generate", '{"prompt": "hi", "stop": [$V]}', "stop.0"),
+    ("/v1/compare", '{"prompt": $V}', "prompt"),
+    ("/v1/chat/completions", '{"model": "smollm2-135m-instruct", "messages": [{"role": "user", '
+     '"content": $V}]}',
      "messages.0.content"),
-    ("/v1/chat/completions", '{"model": "%s", "messages": [{"role": "user", "content": '
-     '[{"type": "text", "text": %%s}]}]}' % MODEL, "messages.0.content.0.text"),
-    ("/v1/completions", '{"model": "%s", "prompt": %%s}' % MODEL, "prompt"),
-    ("/v1/completions", '{"model": "%s", "prompt": "hi", "stop": %%s}' % MODEL, "stop"),
-    ("/v1/gate", '{"prompt": %s}', "prompt"),
-    ("/v1/gate", '{"prompt": "hi", "answer": %s}', "answer"),
-    ("/v1/forget-sets", '{"name": "n", "documents": [%s], "reason": "r", "requested_by": "t"}', "documents.0"),
-    ("/v1/forget-sets", '{"name": "n", "qa": [{"question": %s, "answer": "a"}], "reason": "r", '
+    ("/v1/chat/completions", '{"model": "smollm2-135m-instruct", "messages": [{"role": "user", "content": '
+     '[{"type": "text", "text": $V}]}]}', "messages.0.content.0.text"),
+    ("/v1/completions", '{"model": "smollm2-135m-instruct", "prompt": $V}', "prompt"),
+    ("/v1/completions", '{"model": "smollm2-135m-instruct", "prompt": "hi", "stop": $V}', "stop"),
+    ("/v1/gate", '{"prompt": $V}', "prompt"),
+    ("/v1/gate", '{"prompt": "hi", "answer": $V}', "answer"),
+    ("/v1/forget-sets", '{"name": "n", "documents": [$V], "reason": "r", "requested_by": "t"}',
+     "documents.0"),
+    ("/v1/forget-sets", '{"name": "n", "qa": [{"question": $V, "answer": "a"}], "reason": "r", '
      '"requested_by": "t"}', "qa.0.question"),
-    ("/v1/forget-sets", '{"name": "n", "qa": [{"question": "q", "answer": %s}], "reason": "r", '
+    ("/v1/forget-sets", '{"name": "n", "qa": [{"question": "q", "answer": $V}], "reason": "r", '
      '"requested_by": "t"}', "qa.0.answer"),
-    ("/v1/forget-sets", '{"name": "n", "documents": ["d"], "reason": %s, "requested_by": "t"}', "reason"),
+    ("/v1/forget-sets", '{"name": "n", "documents": ["d"], "reason": $V, "requested_by": "t"}', "reason"),
     ("/v1/forget-sets", '{"name": "n", "documents": ["d"], "reason": "r", "requested_by": "t", '
-     '"subjects": [%s]}', "subjects.0"),
+     '"subjects": [$V]}', "subjects.0"),
 ])
 def test_a_lone_surrogate_anywhere_is_a_422_naming_the_field(server: Any, path: str, template: str,
                                                              field: str) -> None:
-    error = _refused(_raw(server, path, template % SURROGATE), field)
+    error = _refused(_raw(server, path, template.replace("$V", SURROGATE)), field)
     assert "surrogate" in error["message"]
 
 
 def test_a_lone_surrogate_in_a_patch_reason_is_refused_and_nothing_changes(server: Any,
                                                                           secret_set: str) -> None:
     before = server.request("GET", f"/v1/forget-sets/{secret_set}").json()
-    response = _raw(server, f"/v1/forget-sets/{secret_set}", '{"threshold": 0.5, "reason": %s}' % SURROGATE,
-                    method="PATCH")
+    body = '{"threshold": 0.5, "reason": $V}'.replace("$V", SURROGATE)
+    response = _raw(server, f"/v1/forget-sets/{secret_set}", body, method="PATCH")
     _refused(response, "reason")
     assert server.request("GET", f"/v1/forget-sets/{secret_set}").json()["threshold"] == before["threshold"]
 
 
 @pytest.mark.parametrize(("path", "template", "field"), [
-    ("/v1/generate", '{"prompt": "hi", "seed": %s}', "seed"),
-    ("/v1/generate", '{"prompt": "hi", "max_new_tokens": %s}', "max_new_tokens"),
-    ("/v1/completions", '{"model": "%s", "prompt": "hi", "max_tokens": %%s}' % MODEL, "max_tokens"),
+    ("/v1/generate", '{"prompt": "hi", "seed": $V}', "seed"),
+    ("/v1/generate", '{"prompt": "hi", "max_new_tokens": $V}', "max_new_tokens"),
+    ("/v1/completions", '{"model": "smollm2-135m-instruct", "prompt": "hi", "max_tokens": $V}',
+     "max_tokens"),
     ("/v1/forget-sets", '{"name": "n", "documents": ["d"], "reason": "r", "requested_by": "t", '
-     '"layer": %s}', "layer"),
-    ("/v1/generate", '{"prompt": "hi", "unknown": [1, %s]}', "unknown.1"),
+     '"layer": $V}', "layer"),
+    ("/v1/generate", '{"prompt": "hi", "unknown": [1, $V]}', "unknown.1"),
 ])
 def test_integer_literals_past_the_conversion_limit_are_a_422(server: Any, path: str, template: str,
                                                               field: str) -> None:
-    error = _refused(_raw(server, path, template % ("9" * 5000)), field)
+    error = _refused(_raw(server, path, template.replace("$V", "9" * 5000)), field)
     assert "5000" in error["message"]
 
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
 def test_non_finite_numbers_are_a_422(server: Any, literal: str) -> None:
-    response = _raw(server, "/v1/generate", '{"prompt": "hi", "temperature": %s}' % literal)
+    response = _raw(server, "/v1/generate", '{"prompt": "hi", "temperature": $V}'.replace("$V", literal))
     assert response.status_code == 422, response.text
     assert response.json()["error"]["field"] == "temperature"
 

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.integration
 #: Examples per operation and generation mode; operations that generate text (each a forward pass per
 #: token) get fewer, so the whole run stays within a few minutes on a CPU.
 EXAMPLES = 10
-GENERATION_EXAMPLES = 4
+GENERATION_EXAMPLES = 3
 GENERATING = frozenset({"/v1/generate", "/v1/compare", "/v1/chat/completions", "/v1/completions"})
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
@@ -35,7 +35,8 @@ def _run(operation: Any, mode: GenerationMode, headers: dict[str, str]) -> None:
     cheap = mode is GenerationMode.NEGATIVE or operation.path not in GENERATING
 
     @given(case=operation.as_strategy(generation_mode=mode))
-    @settings(max_examples=EXAMPLES if cheap else GENERATION_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck),
+    @settings(max_examples=EXAMPLES if cheap else GENERATION_EXAMPLES, deadline=None,
+              suppress_health_check=list(HealthCheck),
               derandomize=True, database=None)
     def run(case: Any) -> None:
         case.call_and_validate(headers=headers, checks=CHECKS, timeout=60)

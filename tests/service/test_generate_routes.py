@@ -234,7 +234,8 @@ def test_official_openai_client_over_a_real_socket(runtime: Any, open_q: str,
         with pytest.raises(openai.NotFoundError):
             client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
         with pytest.raises(openai.AuthenticationError):
-            openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x" * 20, max_retries=0).models.list()
+            stranger = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x" * 20, max_retries=0)
+            stranger.models.list()
         long = client.completions.create(model=model, prompt="Once upon a time", max_tokens=64, stream=True)
         next(iter(long))
         long.close()  # the client goes away mid-stream: its row is cancelled, not run to the end
@@ -263,7 +264,8 @@ def test_default_token_limits_never_exceed_the_server_cap_and_openai_caps_max_to
     assert chat.to_request(**ids, settings=narrow).params.max_new_tokens == 64
     over = ChatCompletionRequest(model="m", messages=[message], max_tokens=100_000)  # type: ignore[list-item]
     assert over.to_request(**ids, settings=narrow).params.max_new_tokens == 64  # capped, not refused
-    assert CompletionRequest(model="m", prompt="x").to_request(**ids, settings=narrow).params.max_new_tokens == 16
+    text = CompletionRequest(model="m", prompt="x")
+    assert text.to_request(**ids, settings=narrow).params.max_new_tokens == 16
 
 
 def test_openai_routes_default_to_the_server_temperature_not_openais() -> None:
