@@ -73,8 +73,16 @@ class KeyStore:
         Raises:
             ApiError: 401 for a missing, malformed or unknown key; 403 when the key lacks the scope.
         """
+        return self.caller(authorization, scope)[0]
+
+    def caller(self, authorization: str | None, scope: str) -> tuple[str, frozenset[str]]:
+        """``(key id, every scope the key holds)`` if ``authorization`` grants ``scope``.
+
+        Raises:
+            ApiError: 401 for a missing, malformed or unknown key; 403 when the key lacks the scope.
+        """
         if self.dev_mode:
-            return DEV_KEY_ID
+            return DEV_KEY_ID, frozenset(SCOPES)
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise ApiError(401, "unauthorized",
@@ -87,7 +95,7 @@ class KeyStore:
         if scope not in key.scopes:
             raise ApiError(403, "forbidden",
                            f"expected a key with scope '{scope}', found {key.id} without it")
-        return key.id
+        return key.id, key.scopes
 
 
 def require_scope(scope: str) -> Callable[[Request], Awaitable[str]]:
@@ -109,9 +117,10 @@ def require_scope(scope: str) -> Callable[[Request], Awaitable[str]]:
         store: KeyStore | None = getattr(request.app.state, "keys", None)
         if store is None:  # an app not built by create_app: fall back to its settings
             store = request.app.state.keys = KeyStore.from_settings(request.app.state.settings)
-        caller = store.authorize(request.headers.get("authorization"), scope)
-        request.state.key_id = caller
+        caller, scopes = store.caller(request.headers.get("authorization"), scope)
+        request.state.key_id, request.state.scopes = caller, scopes
         return caller
 
     dependency.__name__ = f"require_scope_{scope}"
+    dependency.scope = scope  # type: ignore[attr-defined]  # read by service.openapi
     return dependency

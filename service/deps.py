@@ -1,43 +1,66 @@
-"""Typed FastAPI dependencies of the generation routes: the engine, request ids, manual body parsing.
+"""Typed FastAPI dependencies: the runtime and the engine (one path answering 503 while the server
+starts), request ids, who may see the gate, and body parsing after the scope check.
 
 Bodies are parsed inside the route, after the scope dependency ran, so an unauthorised caller gets
-401/403 and learns nothing about the schema (SPEC.md).
+401/403 and learns nothing about the schema (docs/SPEC.md).
 """
 
 from __future__ import annotations
 
-import json
 import uuid
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
-from fastapi import Depends, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import Depends, Request
 from pydantic import BaseModel, ValidationError
 
 from service.engine import Engine
-from service.schemas import ErrorResponse
+from service.errors import ApiError
+from service.protocol import body as json_body
+from service.runtime import Runtime
+from service.settings import Settings
 
 M = TypeVar("M", bound=BaseModel)
+#: Scopes whose holders see the gate's decision (``guardit``) in generation responses.
+GATE_SCOPES = frozenset({"compare", "admin"})
 
-#: ``responses=`` of the generation routes, for OpenAPI.
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse, "description": text} for code, text in (
-        (401, "missing or unknown API key"), (403, "key lacks the scope"), (404, "unknown model"),
-        (422, "invalid field"), (429, "queue full (see Retry-After)"), (503, "not ready or shutting down"),
-        (504, "timed out"))
-}
+
+def _unavailable(found: str) -> ApiError:
+    return ApiError(503, "unavailable", f"expected a ready server, found {found}")
+
+
+def get_runtime(request: Request) -> Runtime:
+    """The app's runtime (registry reachable, model maybe still loading); 503 before it exists."""
+    runtime = getattr(request.app.state, "runtime", None)
+    if runtime is None:
+        raise _unavailable("it still starting")
+    return runtime  # type: ignore[no-any-return]
+
+
+def get_loaded_runtime(request: Request) -> Runtime:
+    """The app's runtime once its model is loaded; 503 while it loads or after it failed to."""
+    runtime = get_runtime(request)
+    if not runtime.loaded:
+        raise _unavailable(getattr(request.app.state, "load_error", None) or "the model still loading")
+    return runtime
 
 
 def get_engine(request: Request) -> Engine:
-    """The app's engine (created by the lifespan); 503 until it exists."""
+    """The app's generation engine (started by the lifespan); 503 until it exists."""
     engine = getattr(request.app.state, "engine", None)
     if engine is None:
-        raise HTTPException(status_code=503,
-                            detail="expected a loaded model, found the server still starting")
+        raise _unavailable(getattr(request.app.state, "load_error", None) or "the model still loading")
     return engine  # type: ignore[no-any-return]
 
 
+def get_settings_of(request: Request) -> Settings:
+    """The app's settings."""
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+LoadedRuntimeDep = Annotated[Runtime, Depends(get_loaded_runtime)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
+SettingsDep = Annotated[Settings, Depends(get_settings_of)]
 
 
 def request_id(request: Request) -> str:
@@ -46,21 +69,27 @@ def request_id(request: Request) -> str:
     return str(given) if given else uuid.uuid4().hex
 
 
+def shows_gate(request: Request) -> bool:
+    """Whether this caller may see gate internals: its key also holds ``compare`` or ``admin``, or
+    ``GUARDIT_EXPOSE_GATE_TO_GENERATE`` trusts every generate caller (the scope dependency ran first)."""
+    if request.app.state.settings.expose_gate_to_generate:
+        return True
+    scopes: frozenset[str] = getattr(request.state, "scopes", frozenset())
+    return bool(scopes & GATE_SCOPES)
+
+
 async def parse_body(request: Request, model: type[M]) -> M:
-    """Parse the JSON body into ``model``; errors become FastAPI's 422 with ``body.<field>`` locations."""
-    raw = await request.body()
-    try:
-        data = json.loads(raw) if raw else None
-    except RecursionError as exc:  # json gives up on very deep nesting: bad input, not a server error
-        raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "input": None,
-                                       "msg": "expected a JSON object, found JSON nested too deeply"}]) from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        message = f"expected a JSON object, found invalid JSON ({exc})"
-        raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "input": None,
-                                       "msg": message}]) from exc
+    """Parse the JSON body into ``model``.
+
+    Raises:
+        BodyError: unreadable JSON or a value nothing downstream takes (``service.protocol.body``).
+        RequestValidationError: the body does not fit ``model`` (``body.<field>`` locations).
+    """
+    data = json_body.loads(await request.body())
     try:
         return model.model_validate(data)
     except ValidationError as exc:
+        from fastapi.exceptions import RequestValidationError
+
         found = exc.errors(include_url=False, include_context=False)
-        errors = [{**e, "loc": ("body", *e["loc"])} for e in found]
-        raise RequestValidationError(errors) from exc
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in found]) from exc

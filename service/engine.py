@@ -156,12 +156,9 @@ class Engine:
         set the prompt opens, re-checked, and replaced by the neutral answer rather than leak."""
         return await self._review(req, await self._await(await self.submit_async(req)))
 
-    def stream(self, req: GenerationRequest) -> AsyncIterator[StreamEvent]:
-        """Submit now (errors raise here, before any byte is sent) and return the event iterator."""
-        return self.submit(req, stream=True).events()
-
     async def open_stream(self, req: GenerationRequest) -> AsyncIterator[StreamEvent]:
-        """``stream`` with the tokenization off the event loop (errors still raise before any byte)."""
+        """Submit now (errors raise here, before any byte is sent; tokenization off the event loop)
+        and return the event iterator: the gate decision, text deltas, the final ``Generation``."""
         return (await self.submit_async(req, stream=True)).events()
 
     async def compare(self, req: GenerationRequest) -> tuple[Generation, Generation]:

@@ -147,9 +147,10 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     state.load_error, state.stopping = None, False
     install_error_handlers(app)
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes)
-    for router in _routers():
+    routers = _routers()
+    for router in routers:
         app.include_router(router)
-    install_openapi(app, description=DESCRIPTION)
+    install_openapi(app, routers, description=DESCRIPTION)
     return app
 
 

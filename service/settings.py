@@ -53,6 +53,9 @@ class Settings(BaseSettings):
         "generation time to the time to first token)")
     max_new_tokens: int = Field(512, ge=1, description="upper bound of max_new_tokens per request")
     max_prompt_tokens: int = Field(4096, ge=1, description="longest accepted prompt, in tokens")
+    max_prompt_chars: int | None = Field(
+        None, ge=1, description="longest accepted prompt (all messages together), in characters, checked "
+        "before tokenization; unset = 16 x max_prompt_tokens")
     max_forget_documents: int = Field(5000, ge=1, description="largest forget set, in documents")
     max_document_chars: int = Field(20000, ge=1, description="longest forget/retain document, in characters")
     max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="largest accepted request body")
@@ -67,6 +70,12 @@ class Settings(BaseSettings):
     use_triton: bool = Field(True, description="use the fused Triton kernel on CUDA")
     log_level: str = Field("INFO", description="root log level")
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+    expose_gate_to_generate: bool = Field(
+        False, description="show the gate's decision (guardit: steered, matched, rechecked) to callers "
+        "holding only the generate scope; off: only compare/admin keys see it (trusted apps only)")
+    default_temperature: float = Field(
+        0.0, ge=0.0, le=2.0, description="temperature of OpenAI-compatible requests that omit it "
+        "(OpenAI's own default is 1; 0 = greedy)")
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -102,6 +111,11 @@ class Settings(BaseSettings):
     def dev_mode(self) -> bool:
         """No API keys: every scope granted, loopback only."""
         return self.api_keys is None
+
+    @property
+    def prompt_char_limit(self) -> int:
+        """``max_prompt_chars``, or 16 characters per allowed prompt token when unset."""
+        return self.max_prompt_chars if self.max_prompt_chars is not None else 16 * self.max_prompt_tokens
 
     @property
     def model_cache_dir(self) -> Path:

@@ -14,10 +14,10 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from service.auth import require_scope
-from service.deps import parse_body
+from service.deps import LoadedRuntimeDep, RuntimeDep, parse_body
+from service.errors import error_responses
 from service.openapi import json_body
-from service.routes.common import FORGET_ERRORS, LoadedRuntimeDep, RuntimeDep
-from service.schemas import (
+from service.protocol.forget import (
     ForgetSetCreated,
     ForgetSetCreateRequest,
     ForgetSetList,
@@ -33,6 +33,7 @@ ForgetScope = Annotated[str, Depends(require_scope("forget"))]
 SetId = Annotated[str, Path(description="forget-set id, e.g. fs_0123456789ab")]
 Status = Literal["pending", "building", "active", "failed", "revoked"]
 Reason = Annotated[str, Query(min_length=1, max_length=2000, description="why (audited)")]
+FORGET_ERRORS = error_responses(401, 403, 404, 409, 413, 422, 503)
 
 
 @router.post("/v1/forget-sets", status_code=202, response_model=ForgetSetCreated, responses=FORGET_ERRORS,
@@ -41,7 +42,7 @@ Reason = Annotated[str, Query(min_length=1, max_length=2000, description="why (a
 async def create_forget_set(request: Request, response: Response, actor: ForgetScope,
                             runtime: LoadedRuntimeDep) -> ForgetSetCreated:
     """Body: ``name``, exactly one of ``documents`` or ``qa``, optional ``retain``, ``reason``,
-    ``requested_by``, ``ticket``, and optional ``layer``, ``threshold``, ``alpha``."""
+    ``requested_by``, ``ticket``, ``subjects``, and optional ``layer``, ``threshold``, ``alpha``."""
     body = await parse_body(request, ForgetSetCreateRequest)
     record = await run_in_threadpool(runtime.register, body.to_registration(), actor=actor)
     builder = getattr(request.app.state, "builder", None)
@@ -66,7 +67,8 @@ def list_forget_sets(actor: ForgetScope, runtime: RuntimeDep,
 @router.get("/v1/forget-sets/{id}", response_model=ForgetSetResponse, responses=FORGET_ERRORS,
             summary="One forget set")
 def get_forget_set(id: SetId, actor: ForgetScope, runtime: RuntimeDep) -> ForgetSetResponse:
-    """Status, build facts (``n_documents``, ``n_clusters``, ``silhouette``, ``layer``), knobs, times."""
+    """Status, build facts (``n_documents``, ``n_clusters``, ``silhouette``, ``layer``, ``build_phase``,
+    ``build_progress``), knobs, ``subjects``, times."""
     return forget_set_response(runtime.registry.get(id).to_dict())
 
 

@@ -1,5 +1,6 @@
-"""OpenAI-compatible routes (``/v1/chat/completions``, ``/v1/completions``, ``/v1/models``) with the
-GUARD-IT gate decision as a ``guardit`` object beside the standard fields (SPEC.md)."""
+"""OpenAI-compatible routes (``/v1/chat/completions``, ``/v1/completions``, ``/v1/models``); the
+GUARD-IT gate decision rides as a ``guardit`` object beside the standard fields for callers that may
+see it (docs/SPEC.md). Defaults that differ from OpenAI's are in ``service.protocol.openai``."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 
 from service.auth import require_scope
-from service.deps import ERROR_RESPONSES, EngineDep, parse_body, request_id
+from service.deps import EngineDep, parse_body, request_id, shows_gate
 from service.engine import Engine, GateInfo, UnknownModelError
 from service.openapi import json_body
-from service.routes.generate import DONE, sse, sse_error, sse_response
-from service.schemas import (
+from service.protocol.common import GuarditInfo, guardit_info
+from service.protocol.openai import (
     AssistantMessage,
     ChatChoice,
     ChatCompletionChunk,
@@ -26,13 +27,11 @@ from service.schemas import (
     CompletionChoice,
     CompletionRequest,
     CompletionResponse,
-    GuarditInfo,
     ModelCard,
     ModelList,
-    generation_info,
-    guardit_info,
     openai_usage,
 )
+from service.routes.generate import DONE, GENERATION_ERRORS, json_response, sse, sse_error, sse_response
 from steering import Generation
 
 router = APIRouter(tags=["openai"])
@@ -49,19 +48,19 @@ def _check_model(engine: Engine, model: str) -> None:
                                 f"found {model!r}")
 
 
-async def _chunks(stream: AsyncIterator[Any], chunk: ChunkFn, include_usage: bool) -> AsyncIterator[str]:
-    """OpenAI stream: a first chunk with the gate decision, one per delta, a last one with the final
-    decision (a mid-stream answer re-check can open the gate after the first chunk)."""
-    info: GuarditInfo | None = None
+async def _chunks(stream: AsyncIterator[Any], chunk: ChunkFn, include_usage: bool,
+                  show: bool) -> AsyncIterator[str]:
+    """OpenAI stream: a first chunk (role, and the gate decision when shown), one per delta, a last
+    one with the finish reason (and the final decision when shown: a mid-stream re-check can open
+    the gate after the first chunk)."""
     try:
         async for event in stream:
             if isinstance(event, GateInfo):
-                info = guardit_info(event.steered, event.matched)
-                yield sse(chunk("", None, info, None))
+                yield sse(chunk("", None, guardit_info(event) if show else None, None))
             elif isinstance(event, str):
                 yield sse(chunk(event, None, None, None))
             elif isinstance(event, Generation):
-                yield sse(chunk(None, event.finish_reason, generation_info(event), None))
+                yield sse(chunk(None, event.finish_reason, guardit_info(event) if show else None, None))
                 if include_usage:
                     yield sse(chunk(None, None, None, openai_usage(event)))
     except Exception as exc:  # noqa: BLE001 - the status line is gone: report in-band
@@ -69,20 +68,20 @@ async def _chunks(stream: AsyncIterator[Any], chunk: ChunkFn, include_usage: boo
     yield DONE
 
 
-@router.get("/v1/models", response_model=ModelList, responses=ERROR_RESPONSES, summary="The served model")
+@router.get("/v1/models", response_model=ModelList, responses=GENERATION_ERRORS, summary="The served model")
 async def models(_key: ScopeDep, engine: EngineDep) -> ModelList:
     """The one model this server serves (the ``model`` value the other routes accept)."""
     return ModelList(data=[ModelCard(id=engine.model_id, created=_STARTED)])
 
 
-@router.post("/v1/chat/completions", response_model=ChatCompletionResponse, responses=ERROR_RESPONSES,
+@router.post("/v1/chat/completions", response_model=ChatCompletionResponse, responses=GENERATION_ERRORS,
              openapi_extra=json_body(ChatCompletionRequest), summary="OpenAI chat completions, steered")
 async def chat_completions(request: Request, _key: ScopeDep, engine: EngineDep) -> Any:
     """OpenAI's chat body (``n`` must be 1); ``stream`` gives ``chat.completion.chunk`` events."""
     body = await parse_body(request, ChatCompletionRequest)
     _check_model(engine, body.model)
-    rid = request_id(request)
-    req = body.to_request(request_id=rid, route="/v1/chat/completions", cap=engine.settings.max_new_tokens)
+    rid, show = request_id(request), shows_gate(request)
+    req = body.to_request(request_id=rid, route="/v1/chat/completions", settings=engine.settings)
     base: dict[str, Any] = {"id": f"chatcmpl-{rid}", "created": int(time.time()), "model": body.model}
     if body.stream:
         def chunk(text: str | None, finish: str | None, info: GuarditInfo | None, usage: Any) -> BaseModel:
@@ -90,30 +89,31 @@ async def chat_completions(request: Request, _key: ScopeDep, engine: EngineDep) 
                 role="assistant" if text == "" else None, content=text), finish_reason=finish)]
             return ChatCompletionChunk(**base, choices=choices, guardit=info, usage=usage)
         include = bool(body.stream_options and body.stream_options.include_usage)
-        return sse_response(_chunks(engine.stream(req), chunk, include))
+        return sse_response(_chunks(await engine.open_stream(req), chunk, include, show))
     gen = await engine.generate(req)
-    return ChatCompletionResponse(**base, choices=[ChatChoice(message=AssistantMessage(content=gen.text),
-                                                              finish_reason=gen.finish_reason)],
-                                  usage=openai_usage(gen), guardit=generation_info(gen))
+    return json_response(ChatCompletionResponse(
+        **base, choices=[ChatChoice(message=AssistantMessage(content=gen.text),
+                                    finish_reason=gen.finish_reason)],
+        usage=openai_usage(gen), guardit=guardit_info(gen) if show else None))
 
 
-@router.post("/v1/completions", response_model=CompletionResponse, responses=ERROR_RESPONSES,
+@router.post("/v1/completions", response_model=CompletionResponse, responses=GENERATION_ERRORS,
              openapi_extra=json_body(CompletionRequest),
              summary="OpenAI text completions (raw prompt, no chat template), steered")
 async def completions(request: Request, _key: ScopeDep, engine: EngineDep) -> Any:
     """OpenAI's completions body (``n`` must be 1); ``prompt`` is used verbatim."""
     body = await parse_body(request, CompletionRequest)
     _check_model(engine, body.model)
-    rid = request_id(request)
-    req = body.to_request(request_id=rid, route="/v1/completions", cap=engine.settings.max_new_tokens)
+    rid, show = request_id(request), shows_gate(request)
+    req = body.to_request(request_id=rid, route="/v1/completions", settings=engine.settings)
     base: dict[str, Any] = {"id": f"cmpl-{rid}", "created": int(time.time()), "model": body.model}
     if body.stream:
         def chunk(text: str | None, finish: str | None, info: GuarditInfo | None, usage: Any) -> BaseModel:
             choices = [] if usage else [CompletionChoice(text=text or "", finish_reason=finish)]
             return CompletionResponse(**base, choices=choices, guardit=info, usage=usage)
         include = bool(body.stream_options and body.stream_options.include_usage)
-        return sse_response(_chunks(engine.stream(req), chunk, include))
+        return sse_response(_chunks(await engine.open_stream(req), chunk, include, show))
     gen = await engine.generate(req)
     choice = CompletionChoice(text=gen.text, finish_reason=gen.finish_reason)
-    return CompletionResponse(**base, choices=[choice],
-                              usage=openai_usage(gen), guardit=generation_info(gen))
+    return json_response(CompletionResponse(**base, choices=[choice], usage=openai_usage(gen),
+                                            guardit=guardit_info(gen) if show else None))

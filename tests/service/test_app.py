@@ -193,3 +193,69 @@ def test_compose_runs_the_server_and_a_prometheus_that_scrapes_it() -> None:
     assert all(p.startswith("127.0.0.1:") for p in server["ports"])
     job = prometheus["scrape_configs"][0]
     assert job["metrics_path"] == "/metrics" and job["static_configs"][0]["targets"] == ["guardit:8000"]
+
+
+def test_openapi_declares_the_bearer_scheme_scopes_and_one_of_constraints(app: FastAPI) -> None:
+    schema = TestClient(app).get("/openapi.json").json()
+    assert schema["components"]["securitySchemes"]["bearerAuth"] == {
+        **schema["components"]["securitySchemes"]["bearerAuth"], "type": "http", "scheme": "bearer"}
+    wanted = {("post", "/v1/generate"): "generate", ("post", "/v1/compare"): "compare",
+              ("get", "/v1/audit"): "admin", ("patch", "/v1/forget-sets/{id}"): "forget",
+              ("post", "/v1/chat/completions"): "generate", ("post", "/v1/gate"): "compare"}
+    for (method, path), scope in wanted.items():
+        assert schema["paths"][path][method]["security"] == [{"bearerAuth": [scope]}]
+    assert "security" not in schema["paths"]["/healthz"]["get"]
+    components = schema["components"]["schemas"]
+    for name in ("GenerateRequest", "GateRequest"):
+        branches = {tuple(branch["required"]) for branch in components[name]["oneOf"]}
+        assert branches == {("prompt",), ("messages",)}
+    n = components["ChatCompletionRequest"]["properties"]["n"]["anyOf"][0]
+    assert (n["minimum"], n["maximum"]) == (1, 1)
+
+
+def test_the_error_table_gives_status_code_and_exit_code_by_type_not_name() -> None:
+    from service.errors import (
+        EXIT_CONFLICT,
+        EXIT_INVALID,
+        EXIT_NOT_FOUND,
+        EXIT_UNAVAILABLE,
+        classify,
+        error_body,
+        exit_code_for,
+    )
+    from service.generation import QueueFullError
+    from service.protocol.body import BodyError
+    from service.registry import InvalidTransitionError, NotFoundError
+    from steering import ConfigError, UnknownForgetSetError
+
+    class LocalConfigError(ConfigError):  # a subclass nobody listed takes its base's row
+        pass
+
+    local = LocalConfigError("x")
+    assert (classify(local).status, exit_code_for(local)) == (422, EXIT_INVALID)
+    assert (classify(UnknownForgetSetError("x")).status, exit_code_for(UnknownForgetSetError("x"))) == \
+        (404, EXIT_NOT_FOUND)
+    assert (classify(NotFoundError("x")).code, exit_code_for(InvalidTransitionError("x"))) == \
+        ("not_found", EXIT_CONFLICT)
+    busy = QueueFullError("busy", retry_after=1)
+    assert (classify(busy).status, exit_code_for(busy)) == (429, EXIT_UNAVAILABLE)
+    assert error_body(ConfigError("expected alpha >= 0, found -1", field="retain[2]")) == {
+        "error": {"code": "invalid_request", "message": "expected alpha >= 0, found -1", "field": "retain.2"}}
+    assert error_body(BodyError("bad", "stop.0"))["error"]["field"] == "stop.0"
+    assert error_body(RuntimeError("secret detail")) == {"error": {
+        "code": "internal_error", "message": "internal server error; see the server log for the request id",
+        "field": None}}
+    assert exit_code_for(ApiError(401, "unauthorized", "no key")) == 6
+
+
+@pytest.mark.parametrize(("raw", "field", "words"), [
+    (b'{"a": "\\ud800"}', "a", "surrogate"), (b'{"a": [1, ' + b"9" * 5000 + b"]}", "a.1", "5000"),
+    (b'{"a": NaN}', "a", "NaN"), (b'{"a": 1e999}', "a", "finite"),
+    (b"[" * 40 + b"]" * 40, "0" + ".0" * 32, "nested"),
+    (b"[" * 100_000 + b"]" * 100_000, None, "nested"), (b"\xff", None, "invalid JSON")])
+def test_json_bodies_refuse_what_nothing_downstream_takes(raw: bytes, field: str | None, words: str) -> None:
+    from service.protocol.body import BodyError, loads
+
+    with pytest.raises(BodyError) as caught:
+        loads(raw)
+    assert caught.value.field == field and words in str(caught.value)

@@ -88,7 +88,7 @@ def test_mixed_batch_of_steered_and_unsteered_rows_equals_single_requests(
 def test_rows_joining_a_running_batch_give_the_same_tokens_as_alone(
         engine: Engine, reference: dict[str, Generation]) -> None:
     async def staggered() -> list[Generation]:
-        first = engine.stream(GenerationRequest(chat(CLOSED[1]), GREEDY))
+        first = await engine.open_stream(GenerationRequest(chat(CLOSED[1]), GREEDY))
         async for event in first:  # the first row is decoding before the others arrive
             if isinstance(event, str):
                 break
@@ -130,7 +130,7 @@ def test_stop_string_cuts_the_text_and_is_never_streamed(engine: Engine, runtime
 
     async def stream() -> list[Any]:
         req = GenerationRequest(chat(CLOSED[0]), SamplingParams(max_new_tokens=12, stop=("xyz", stop)))
-        return [event async for event in engine.stream(req)]
+        return [event async for event in await engine.open_stream(req)]
 
     events = run(stream())
     assert isinstance(events[0], GateInfo) and isinstance(events[-1], Generation)
@@ -145,7 +145,7 @@ def test_stop_string_cuts_the_text_and_is_never_streamed(engine: Engine, runtime
     try:
         async def stream_held() -> list[Any]:
             req = GenerationRequest(chat(CLOSED[0]), SamplingParams(max_new_tokens=12, stop=("xyz", stop)))
-            return [event async for event in held.stream(req)]
+            return [event async for event in await held.open_stream(req)]
 
         events = run(stream_held())
     finally:
@@ -263,7 +263,7 @@ def test_a_stream_sends_nothing_unchecked_and_restarts_steered_from_what_was_sen
         base = guard.generate([question], params, steer=False)[0]
 
         async def collect() -> list[Any]:
-            return [event async for event in engine.stream(GenerationRequest(question, params))]
+            return [event async for event in await engine.open_stream(GenerationRequest(question, params))]
 
         events = run(collect())
         gate, final = events[0], events[-1]
@@ -358,7 +358,7 @@ def test_abandoned_stream_is_cancelled_and_shutdown_refuses_new_requests(runtime
     eng.start()
 
     async def abandon() -> None:
-        stream = eng.stream(GenerationRequest(chat(CLOSED[1]), SamplingParams(max_new_tokens=64)))
+        stream = await eng.open_stream(GenerationRequest(chat(CLOSED[1]), SamplingParams(max_new_tokens=64)))
         async for event in stream:
             if isinstance(event, str):
                 break

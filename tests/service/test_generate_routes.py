@@ -18,6 +18,8 @@ KEY = "k" * 32
 COMPARE_ONLY = "c" * 32
 HEADERS = {"Authorization": f"Bearer {KEY}"}
 HI = [{"role": "user", "content": "hi"}]
+#: The ``guardit`` object of a response whose gate stayed closed (this key also holds ``compare``).
+CLOSED = {"steered": False, "matched": [], "rechecked": False, "abstained": False, "abstain_reason": None}
 
 
 def _minimal_app(engine: Any, settings: Any) -> FastAPI:
@@ -108,7 +110,7 @@ def test_generate_returns_text_usage_and_the_gate_decision(client: TestClient) -
     assert set(body) == {"text", "finish_reason", "usage", "guardit"}
     assert body["text"] and body["finish_reason"] in {"stop", "length"}
     assert body["usage"]["completion_tokens"] <= 8 and body["usage"]["prompt_tokens"] > 0
-    assert body["guardit"] == {"steered": False, "matched": [], "rechecked": False}
+    assert body["guardit"] == CLOSED
 
 
 def test_generate_streams_deltas_then_the_full_response(client: TestClient, open_q: str) -> None:
@@ -137,7 +139,8 @@ def test_compare_returns_both_arms_with_the_same_seed(client: TestClient, open_q
     ("/v1/chat/completions", {"model": "M", "messages": HI, "n": 2}, 422, "n"),
     ("/v1/chat/completions", {"model": "M", "messages": []}, 422, "messages"),
     ("/v1/chat/completions", {"model": "M", "messages": [{"role": "user", "content": "hi"}],
-                              "max_tokens": 100_000}, 422, "max_tokens"),
+                              "max_tokens": 0}, 422, "max_tokens"),
+    ("/v1/chat/completions", {"model": "M", "messages": HI, "temperature": True}, 422, "temperature"),
     ("/v1/completions", {"model": "M", "prompt": ["a", "b"]}, 422, "prompt"),
     ("/v1/completions", {"model": "M", "prompt": "hi", "max_completion_tokens": 5, "max_tokens": 0}, 422,
      "max_tokens"),
@@ -164,7 +167,7 @@ def test_openai_shapes_carry_usage_and_guardit(client: TestClient) -> None:
     assert choice["finish_reason"] in {"stop", "length"}
     usage = chat["usage"]
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
-    assert chat["guardit"] == {"steered": False, "matched": [], "rechecked": False}
+    assert chat["guardit"] == CLOSED
     text = client.post("/v1/completions", headers=HEADERS, json={
         "model": model, "prompt": "The capital of France is", "max_tokens": 4, "temperature": 0}).json()
     assert text["object"] == "text_completion" and text["choices"][0]["text"]
@@ -204,7 +207,7 @@ def test_official_openai_client_over_a_real_socket(runtime: Any, open_q: str,
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    settings = runtime.settings.model_copy(update={"api_keys": {KEY: ["generate"]}})
+    settings = runtime.settings.model_copy(update={"api_keys": {KEY: ["generate", "compare"]}})
     engine = Engine(runtime, settings)
     engine.start()
     server = uvicorn.Server(uvicorn.Config(create_app(settings, runtime=runtime, engine=engine),
@@ -231,7 +234,8 @@ def test_official_openai_client_over_a_real_socket(runtime: Any, open_q: str,
         with pytest.raises(openai.NotFoundError):
             client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
         with pytest.raises(openai.AuthenticationError):
-            openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x" * 20, max_retries=0).models.list()
+            stranger = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="x" * 20, max_retries=0)
+            stranger.models.list()
         long = client.completions.create(model=model, prompt="Once upon a time", max_tokens=64, stream=True)
         next(iter(long))
         long.close()  # the client goes away mid-stream: its row is cancelled, not run to the end
@@ -246,14 +250,32 @@ def test_official_openai_client_over_a_real_socket(runtime: Any, open_q: str,
         engine.close(drain_timeout=5)
 
 
-def test_default_token_limits_never_exceed_the_server_cap() -> None:
-    from service.schemas import ChatCompletionRequest, CompletionRequest, GenerateRequest
+def test_default_token_limits_never_exceed_the_server_cap_and_openai_caps_max_tokens() -> None:
+    from service.protocol.generate import GenerateRequest
+    from service.protocol.openai import ChatCompletionRequest, CompletionRequest
+    from service.settings import Settings
 
     ids = {"request_id": "r", "route": "t"}
-    assert GenerateRequest(prompt="x").to_request(**ids, cap=512).params.max_new_tokens == 128
-    assert GenerateRequest(prompt="x").to_request(**ids, cap=64).params.max_new_tokens == 64
+    wide, narrow = Settings(max_new_tokens=512), Settings(max_new_tokens=64)
+    assert GenerateRequest(prompt="x").to_request(**ids, settings=wide).params.max_new_tokens == 128
+    assert GenerateRequest(prompt="x").to_request(**ids, settings=narrow).params.max_new_tokens == 64
     message = {"role": "user", "content": "x"}
     chat = ChatCompletionRequest(model="m", messages=[message])  # type: ignore[list-item]
-    assert chat.to_request(**ids, cap=64).params.max_new_tokens == 64
-    assert chat.to_request(**ids, cap=64).params.temperature == 1.0  # OpenAI's default
-    assert CompletionRequest(model="m", prompt="x").to_request(**ids, cap=64).params.max_new_tokens == 16
+    assert chat.to_request(**ids, settings=narrow).params.max_new_tokens == 64
+    over = ChatCompletionRequest(model="m", messages=[message], max_tokens=100_000)  # type: ignore[list-item]
+    assert over.to_request(**ids, settings=narrow).params.max_new_tokens == 64  # capped, not refused
+    text = CompletionRequest(model="m", prompt="x")
+    assert text.to_request(**ids, settings=narrow).params.max_new_tokens == 16
+
+
+def test_openai_routes_default_to_the_server_temperature_not_openais() -> None:
+    from service.protocol.openai import ChatCompletionRequest, CompletionRequest
+    from service.settings import Settings
+
+    ids = {"request_id": "r", "route": "t"}
+    message = {"role": "user", "content": "x"}
+    chat = ChatCompletionRequest(model="m", messages=[message])  # type: ignore[list-item]
+    assert chat.to_request(**ids, settings=Settings()).params.temperature == 0.0
+    assert chat.to_request(**ids, settings=Settings(default_temperature=0.7)).params.temperature == 0.7
+    given = CompletionRequest(model="m", prompt="x", temperature=1.0)
+    assert given.to_request(**ids, settings=Settings(default_temperature=0.7)).params.temperature == 1.0
