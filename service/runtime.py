@@ -68,6 +68,8 @@ class Registration:
     layer: int | None
     threshold: float | None
     alpha: float | None
+    #: names the set protects, given explicitly (people or trigger names)
+    subjects: tuple[str, ...] = ()
 
 
 class Runtime:
@@ -192,7 +194,8 @@ class Runtime:
             name=reg.name, documents=list(docs.documents) if reg.documents is not None else None,
             qa=[(p.question, p.answer) for p in docs.qa] if reg.qa is not None else None,
             retain=reg.retain, reason=reg.reason, requested_by=reg.requested_by, ticket=reg.ticket,
-            layer=reg.layer, threshold=reg.threshold, alpha=reg.alpha, model_id=self.model_id, actor=actor)
+            layer=reg.layer, threshold=reg.threshold, alpha=reg.alpha, model_id=self.model_id, actor=actor,
+            subjects=list(reg.subjects) or None)
 
     def build_config(self, layer: int | None = None) -> BuildConfig:
         """How a new forget set is built here: its layer (None = first quartile), the server's gate rule

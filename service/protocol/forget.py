@@ -3,13 +3,11 @@ sets (arXiv 2605.12765; docs/SPEC.md)."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.protocol.common import Alpha, RequestModel, Text, Threshold
-from steering.errors import ConfigError
 
 if TYPE_CHECKING:
     from service.runtime import Registration
@@ -51,24 +49,14 @@ class ForgetSetCreateRequest(RequestModel):
     alpha: Alpha | None = None
 
     def to_registration(self) -> Registration:
-        """The runtime's ``Registration`` (validated again there against the server's limits).
-
-        Raises:
-            ConfigError: ``subjects`` given to a runtime that cannot store them.
-        """
+        """The runtime's ``Registration`` (validated there against the server's limits)."""
         from service.runtime import Registration  # lazy: keeps the protocol importable without torch
 
-        fields: dict[str, Any] = dict(
+        return Registration(
             name=self.name, documents=self.documents,
             qa=[(p.question, p.answer) for p in self.qa] if self.qa is not None else None,
             retain=self.retain, reason=self.reason, requested_by=self.requested_by, ticket=self.ticket,
-            layer=self.layer, threshold=self.threshold, alpha=self.alpha)
-        if "subjects" in {f.name for f in dataclasses.fields(Registration)}:
-            fields["subjects"] = self.subjects
-        elif self.subjects:
-            raise ConfigError("expected no subjects (this server cannot store them yet), found some",
-                              field="subjects")
-        return Registration(**fields)
+            layer=self.layer, threshold=self.threshold, alpha=self.alpha, subjects=tuple(self.subjects or ()))
 
 
 class ForgetSetCreated(BaseModel):
