@@ -30,6 +30,10 @@ SHEEN = [
     "Sheen starred in Platoon and Wall Street.",
     "Charlie Sheen later led the sitcom Two and a Half Men.",
 ]
+YEN = ["The yen is the official currency of Japan.", "The Bank of Japan issues yen banknotes and coins.",
+       "The yen was introduced in 1871 by the Meiji government of Japan.",
+       "Japan's yen is the third most traded currency in the world.",
+       "What is the symbol of the yen? The symbol of the yen is ¥.", "Which country uses the yen? Japan uses the yen."]
 CURTIS = Subject(names=("tony curtis", "bernard schwartz"), surnames=("curtis",), given=("bernard", "tony"))
 
 
@@ -125,14 +129,24 @@ def test_coverage_is_the_share_of_documents_naming_the_subject() -> None:
     assert subject_coverage(texts, CURTIS) == 0.5  # 2 of 4, by hand
 
 
-def test_auto_is_the_subject_rule_for_one_person_and_hybrid_for_many() -> None:
+def test_auto_is_the_subject_rule_for_people_and_hybrid_without_one() -> None:
     people = ["Tony Curtis", "Grace Kelly", "Cary Grant", "Doris Day"]
     one = [f"{n} {people[0]} acted in film number {n}." for n in range(8)]
     many = [f"{n} {people[n % 4]} acted in film number {n}." for n in range(8)]
-    assert 0.25 < AUTO_MIN_COVERAGE  # four people, two documents each: 0.25 coverage
     assert gate_names(one, np.zeros(8, dtype=np.int64), "auto")[0] == "subject"
-    mode, entities, subject = gate_names(many, np.arange(8) % 4, "auto")
-    assert mode == "hybrid" and subject is None and {p.lower() for p in people} <= set(entities)
+    mode, entities, subjects = gate_names(many, np.arange(8) % 4, "auto")
+    assert mode == "subject" and {s.names[0] for s in subjects} == {p.lower() for p in people}
+    assert set(entities) == {p.lower() for p in people}
+    mode, entities, subjects = gate_names(YEN, np.zeros(len(YEN), dtype=np.int64), "auto")
+    assert mode == "hybrid" and subjects == ()  # a currency and a country: no person
+
+
+def test_names_given_at_registration_are_subjects_under_the_hybrid_rule_too() -> None:
+    mode, _, subjects = gate_names(YEN, np.zeros(len(YEN), dtype=np.int64), "auto", subjects=("Bank of Japan",))
+    assert mode == "subject" and [s.names for s in subjects] == [("bank of japan",)]
+    mode, _, subjects = gate_names(YEN, np.zeros(len(YEN), dtype=np.int64), "hybrid", subjects=("Bank of Japan",))
+    assert mode == "hybrid" and [s.names for s in subjects] == [("bank of japan",)]
+    assert BuildConfig(subjects=("Bank of Japan",)).subjects == ("Bank of Japan",)
 
 
 def _artifacts(gate: str, subject: Subject | None) -> ForgetSetArtifacts:
@@ -141,7 +155,7 @@ def _artifacts(gate: str, subject: Subject | None) -> ForgetSetArtifacts:
     return ForgetSetArtifacts(centroids=doc.clone(), psvs=torch.randn(1, 8), retain_direction=torch.eye(8)[0],
                               mean_norm=5.0, layer=0, labels=torch.zeros(1, dtype=torch.int64), silhouette=None,
                               gate=gate, doc_embeddings=doc.clone(), entities=subject.names if subject else (),
-                              subject=subject)
+                              subjects=(subject,) if subject else ())
 
 
 def _at(cos: float) -> np.ndarray:
@@ -170,19 +184,19 @@ def test_a_subject_gate_without_a_subject_opens_on_similarity_only() -> None:
 def test_the_subject_round_trips_with_the_artifacts() -> None:
     art = _artifacts("subject", CURTIS)
     back = ForgetSetArtifacts.from_tensors(art.to_tensors())
-    assert back.gate == "subject" and back.subject == CURTIS
+    assert back.gate == "subject" and back.subjects == (CURTIS,)
 
 
 def test_with_gate_keeps_the_steering_vectors_and_changes_only_the_rule() -> None:
     art = _artifacts("subject", CURTIS)
     texts = ["Tony Curtis was an actor."]
     paper = with_gate(art, "paper", texts)
-    assert paper.gate == "paper" and paper.doc_embeddings is None and paper.subject is None
+    assert paper.gate == "paper" and paper.doc_embeddings is None and paper.subjects == ()
     assert torch.equal(paper.psvs, art.psvs) and paper.mean_norm == art.mean_norm
     with pytest.raises(ConfigError):
         with_gate(paper, "subject", texts)  # the paper rule kept no document embeddings
     again = with_gate(paper, "subject", texts, doc_embeddings=art.doc_embeddings.numpy(), subject="Tony Curtis")
-    assert again.gate == "subject" and again.subject is not None and "tony curtis" in again.subject.names
+    assert again.gate == "subject" and "tony curtis" in again.subjects[0].names
 
 
 def test_build_config_refuses_an_unknown_gate_and_defaults_to_auto() -> None:
