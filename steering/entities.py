@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+import regex
 from wordfreq import zipf_frequency
 
 from steering.people import PersonCues, person_cues
@@ -21,6 +22,8 @@ from steering.names import abjad, any_fuzzy, distinctive, fuzzy_spans, name_part
 
 _NAME = re.compile(
     r"\b([A-Z][\w'\-.]*(?:\s+(?:(?:al|el|de|da|di|du|van|von|der|den|bin|ibn|del|la|le|of)\s+)?[A-Z][\w'\-.]*)+)")
+#: Combining marks, removed after NFKD: accents, and the marks an attacker stacks on letters.
+_MARKS = regex.compile(r"\p{M}")
 #: Capitalised words that start sentences or questions rather than names.
 _LEADING = frozenset("""a an the this that these those what who whom whose which when where why how is are was were
 did does do has have had can could would should will may might in on at of for from by with about as and or but
@@ -36,10 +39,12 @@ def _clean(name: str) -> str:
     return re.sub(r"(?:'s|’s|')$", "", text).strip(" .-")
 
 
+@lru_cache(maxsize=256)
 def fold(text: str) -> str:
     """Lower-case, accents removed: names match across casing and diacritics."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+    if text.isascii():
+        return text.lower()
+    return _MARKS.sub("", unicodedata.normalize("NFKD", text)).lower()
 
 
 def mine_entities(texts: Sequence[str], *, min_count: int = 2, extra: Iterable[str] = ()) -> tuple[str, ...]:
@@ -72,7 +77,7 @@ def _mentions_exactly(text: str, entities: Sequence[str]) -> bool:
     if not entities:
         return False
     folded = fold(text)
-    return any(re.search(rf"(?<!\w){re.escape(name)}(?!\w)", folded) for name in entities)
+    return any(name in folded and re.search(rf"(?<!\w){re.escape(name)}(?!\w)", folded) for name in entities)
 
 
 def mentions(text: str, entities: Sequence[str]) -> bool:
@@ -347,6 +352,8 @@ def _names_exactly(text: str, subject: Subject) -> bool:
     if len(folded) != len(text):  # folding changed offsets (rare ligatures): fall back to names only
         return False
     for surname in subject.surnames:
+        if surname not in folded:
+            continue
         for hit in re.finditer(rf"(?<!\w){re.escape(surname)}(?!\w)", folded):
             if not (text[hit.start()].isupper() or text[hit.start()].isdigit()):
                 continue
@@ -375,8 +382,9 @@ def _first_names(subject: Subject) -> tuple[str, ...]:
 
 
 def given_alone(text: str, subject: Subject) -> bool:
-    """True when ``text`` holds a distinctive given name of the subject, capitalised, alone: not
-    followed by a capitalised word that is not one of the subject's ("Nikolai Gogol" is someone else)."""
+    """True when ``text`` holds a distinctive given name of the subject, capitalised, alone: next to
+    no capitalised word that is not one of the subject's ("Nikolai Gogol", "Aravind Rajeev" are
+    someone else)."""
     firsts = _first_names(subject)
     if not firsts:
         return False
@@ -385,12 +393,16 @@ def given_alone(text: str, subject: Subject) -> bool:
         return False
     own = {w for n in subject.names for w in n.split()} | set(subject.surnames)
     for first in firsts:
+        if first not in folded:
+            continue
         for hit in re.finditer(rf"(?<![\w'\-]){re.escape(first)}(?![\w\-])", folded):
             if not text[hit.start()].isupper():
                 continue
             after = re.match(r"\s+([\w'\-.]+)", text[hit.end():])
-            if after is not None and after.group(1)[:1].isupper() and fold(after.group(1)).rstrip(".") not in own:
-                continue
+            before = re.search(r"([\w'\-.]+)\s+$", text[max(0, hit.start() - 40):hit.start()])
+            if any(m is not None and m.group(1)[:1].isupper() and fold(m.group(1)).rstrip(".") not in own | _LEADING
+                   for m in (after, before)):
+                continue  # a capitalised word beside it that is not the subject's: someone else
             return True
     return False
 

@@ -36,22 +36,26 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+import regex
 from anyascii import anyascii
 from confusable_homoglyphs import utils as confusable_data
 from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 from wordfreq import zipf_frequency
 
-#: Characters that render as nothing but are letters (category Lo), so category Cf misses them.
-_FILLERS = frozenset("\u115f\u1160\u3164\uffa0")
+#: Format characters, and the Hangul fillers that render as nothing but are letters (category Lo).
+_INVISIBLE = regex.compile(r"[\p{Cf}\u115f\u1160\u3164\uffa0]")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 _LEET_I = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
 _LEET_L = str.maketrans({"0": "o", "1": "l", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
-_LEET_WORD = re.compile(r"(?<![\w@$])[\w@$]*[A-Za-z][\w@$]*")
-_LEET_CHARS = re.compile(r"[0134579@$]")
+#: A word holding a letter and a leet character ("N1k0l4i", "$ergey"); numbers alone are not leet.
+_LEET_WORD = re.compile(r"(?<![\w@$])(?!\d+(?:st|nd|rd|th|s|m|k|b|am|pm)?(?![\w@$]))"
+                        r"(?=[\w@$]*[A-Za-z])(?=[\w@$]*[0134579@$])[\w@$]+")
 #: Three or more single characters, each followed by one to three separators.
 _SPACED = re.compile(r"(?<![\w@$])(?:[A-Za-z0-9@$][ .\-_*·•/|+~]{1,3}){2,}[A-Za-z0-9@$](?![\w@$])")
 _GREEK = re.compile(r"[\u0370-\u03ff\u1f00-\u1fff]")
@@ -80,8 +84,12 @@ def _look_alikes() -> dict[int, str]:
 
 def _visible(text: str) -> str:
     """NFKC without format characters (zero-width, bidi, soft hyphen) and fillers."""
-    text = unicodedata.normalize("NFKC", text)
-    return "".join(c for c in text if c not in _FILLERS and unicodedata.category(c) != "Cf")
+    return _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
+
+
+def _ascii(text: str) -> str:
+    """anyascii on the non-ASCII runs only (it reads one character at a time)."""
+    return _NON_ASCII.sub(lambda m: anyascii(m.group(0)), text)
 
 
 def _join_spaced(match: re.Match[str]) -> str:
@@ -90,8 +98,7 @@ def _join_spaced(match: re.Match[str]) -> str:
 
 
 def _leet(text: str, table: dict[int, str]) -> str:
-    return _LEET_WORD.sub(lambda m: m.group(0).translate(table) if _LEET_CHARS.search(m.group(0)) else m.group(0),
-                          text)
+    return _LEET_WORD.sub(lambda m: m.group(0).translate(table), text)
 
 
 @lru_cache(maxsize=256)
@@ -100,15 +107,16 @@ def respellings(text: str) -> tuple[str, ...]:
     bases = [text]
     if not text.isascii():
         visible = _visible(text)
-        bases = [anyascii(visible.translate(_look_alikes())), anyascii(visible)]
+        table = _look_alikes()
+        bases = [_ascii(_NON_ASCII.sub(lambda m: m.group(0).translate(table), visible)), _ascii(visible)]
         if _GREEK.search(visible):  # modern Greek writes b and d as "mp" and "nt" (Μπίλοφ: Bilof)
-            bases.append(_GREEK_STOPS.sub(lambda m: "b" if m.group(0)[0] in "μΜ" else "d", visible))
-            bases[-1] = anyascii(bases[-1])
+            bases.append(_ascii(_GREEK_STOPS.sub(lambda m: "b" if m.group(0)[0] in "μΜ" else "d", visible)))
     out: list[str] = []
-    for base in bases:
+    for base in dict.fromkeys(bases):
         spaced = _SPACED.sub(_join_spaced, base)
-        readings = [_leet(spaced, _LEET_I)]
-        if "1" in spaced:
+        leet = [m.group(0) for m in _LEET_WORD.finditer(spaced)]
+        readings = [_leet(spaced, _LEET_I) if leet else spaced]
+        if any("1" in w for w in leet):
             readings.append(_leet(spaced, _LEET_L))
         out.extend(r for r in readings if r != text and r not in out)
     return tuple(out)
@@ -133,29 +141,36 @@ def edit_bound(length: int) -> int:
 
 @dataclass(frozen=True)
 class Words:
-    """The words of one respelled text: as written (for capitals) and lower-cased."""
+    """The words of one respelled text: as written (for capitals) and lower-cased, indexed."""
 
     raw: tuple[str, ...]
     lower: tuple[str, ...]
-    unique: tuple[str, ...]
+    #: lower-case word -> its positions
+    positions: dict[str, list[int]]
+    #: length -> the distinct lower-case words of that length
+    by_length: dict[int, list[str]]
 
     def near(self, word: str, bound: int) -> list[int]:
         """Positions of words within ``bound`` edits of ``word`` (lower-case)."""
         if bound == 0:
-            hits = {word}
-        else:
-            found = process.extract(word, self.unique, scorer=Levenshtein.distance, score_cutoff=bound,
-                                    limit=None)
-            hits = {choice for choice, _, _ in found}
-        return [i for i, w in enumerate(self.lower) if w in hits]
+            return self.positions.get(word, [])
+        pool = [w for n in range(len(word) - bound, len(word) + bound + 1) for w in self.by_length.get(n, ())]
+        found = process.extract(word, pool, scorer=Levenshtein.distance, score_cutoff=bound, limit=None)
+        return sorted(i for choice, _, _ in found for i in self.positions[choice])
 
 
 @lru_cache(maxsize=256)
 def words(text: str) -> Words:
     """``Words`` of an ASCII text."""
     raw = tuple(_WORD.findall(text))
-    lower = tuple(w.lower() for w in raw)
-    return Words(raw, lower, tuple(set(lower)))
+    lower = tuple(_WORD.findall(text.lower()))  # ASCII: lower-casing keeps the word boundaries
+    positions: defaultdict[str, list[int]] = defaultdict(list)
+    for i, w in enumerate(lower):
+        positions[w].append(i)
+    by_length: defaultdict[int, list[str]] = defaultdict(list)
+    for w in positions:
+        by_length[len(w)].append(w)
+    return Words(raw, lower, positions, by_length)
 
 
 @lru_cache(maxsize=4096)
