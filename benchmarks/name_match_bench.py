@@ -188,19 +188,23 @@ def rwku(data: Path, others: int, table: dict[str, list[tuple[bool, bool]]],
     _attack_rows(table, probes, checks)
 
 
-def timing(data: Path) -> tuple[float, int]:
-    """Median ms for one subject check of a ~4,000-token benign prompt (and its word count)."""
-    rows = _rows(data / "tofu/forget01.jsonl")
+def timing(data: Path) -> tuple[float, float, int]:
+    """Median ms of the first subject check of a ~4,000-token benign prompt (it prepares the prompt's
+    respellings and words, shared by every set) and of each further subject (forget10's 20)."""
+    rows = _rows(data / "tofu/forget10.jsonl")
     subjects = mine_subjects([f"{r['question']} {r['answer']}" for r in rows])
     filler = " ".join(r["question"] + " " + r["answer"] for r in _rows(data / "tofu/retain90.jsonl")[:120])
-    times = []
+    first, rest = [], []
     for i in range(20):
         prompt = filler + f" Question {i}: what is the capital of France?"
         start = time.perf_counter()
-        for s in subjects:
+        names_subject(prompt, subjects[0])
+        middle = time.perf_counter()
+        for s in subjects[1:]:
             names_subject(prompt, s)
-        times.append((time.perf_counter() - start) * 1000 / len(subjects))
-    return statistics.median(times), len(filler.split())
+        first.append((middle - start) * 1000)
+        rest.append((time.perf_counter() - middle) * 1000 / (len(subjects) - 1))
+    return statistics.median(first), statistics.median(rest), len(filler.split())
 
 
 def main() -> None:
@@ -227,8 +231,9 @@ def main() -> None:
             cells.append(f"{sum(p[0] for p in pairs) / n:>20.3f} {sum(p[1] for p in pairs) / n:>19.3f}")
         print(f"{attack:<18} " + " ".join(cells))
     print("probes: " + ", ".join(f"{k} {len(v['as written'])}" for k, v in table.items()))
-    ms, words = timing(args.data)
-    print(f"\nOne subject check of a {words}-word benign prompt: median {ms:.2f} ms (shared machine)")
+    first, rest, words = timing(args.data)
+    print(f"\nA {words}-word benign prompt: first subject check {first:.2f} ms (prepares the prompt), each further "
+          f"subject {rest:.2f} ms (medians, shared machine)")
 
 
 if __name__ == "__main__":

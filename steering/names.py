@@ -28,8 +28,14 @@ Libraries (maintained, no hand-written tables):
   distinctive enough to name someone (``distinctive``).
 
 Misspellings: a name matches when its letters (spaces and hyphens ignored) are within
-``edit_bound`` edits of a run of words in the prompt: none up to 4 letters, 1 up to 10, 2 up to
-16, 3 beyond ("Basel Mahfuz Alkuwaity", "Nikolay Abilov").
+``edit_bound`` edits of a run of words in the prompt that starts with the same letter: none up to
+4 letters, 1 up to 10, 2 up to 16, 3 beyond ("Basel Mahfuz Alkuwaity", "Nikolay Abilov"). A
+surname alone is matched with edits only from 6 letters, and only when the word written is not a
+common English word (``steering.entities``).
+
+Not covered: names written in CJK scripts (anyascii's pinyin or romaji of a foreign name, e.g.
+"NiGuLa-ABiLuoFu" for Nikolai Abilov, is too far from it), and letter-by-letter renderings in
+another script that are far from how the name sounds.
 """
 
 from __future__ import annotations
@@ -205,7 +211,9 @@ def fuzzy_spans(found: Words, name: str, *, vowels: bool = True) -> list[tuple[i
     for start in sorted(s for s in starts if s >= 0):
         for size in range(max(1, n - 1), n + 2):
             window = norm("".join(found.lower[start:start + size]))
-            if abs(len(window) - len(key)) <= bound and Levenshtein.distance(key, window, score_cutoff=bound) <= bound:
+            # The first letter must agree: "Kelly" is not "R. Kelly" with the initial dropped.
+            if (window[:1] == key[:1] and abs(len(window) - len(key)) <= bound
+                    and Levenshtein.distance(key, window, score_cutoff=bound) <= bound):
                 spans.append((start, start + size))
     return spans
 
