@@ -51,10 +51,10 @@ def main() -> None:
     for target in data.targets:
         texts = make_documents(data.passages[target]).gate_texts()
         docs = embed(embedder, texts)  # [n_docs, d_embed]
-        mode, _, subject = gate_names(texts, np.zeros(len(texts), dtype=np.int64), "auto")
+        mode, _, subjects = gate_names(texts, np.zeros(len(texts), dtype=np.int64), "auto")
         for p in data.of(target, "forget") + data.of(target, "neighbor"):
             s = float((docs @ data.embeddings[p.row]).max())
-            named = mode == "subject" and subject is not None and names_subject(p.query, subject)
+            named = mode == "subject" and any(names_subject(p.query, s) for s in subjects)
             if p.kind == "forget":
                 group = f"L{p.level}"
             else:

@@ -117,10 +117,10 @@ def variant_parts(embedder: Any, target: str, passages: Sequence[str]) -> dict[s
 
     def parts(gate: str, subject: str | None = None) -> GateParts:
         mode, entities, found = gate_names(texts, labels, gate, subject=subject)
-        return replace(hybrid, entities=entities, subject=found, mode=mode)
+        return replace(hybrid, entities=entities, subjects=found, mode=mode)
 
     auto, named = parts("auto"), parts("subject", target)
-    assert auto.mode is not None and named.subject is not None
+    assert auto.mode is not None and named.subjects
     return {"auto": (auto, auto.mode, DEFAULT_THRESHOLD), "hybrid": (hybrid, "hybrid", DEFAULT_THRESHOLD),
             "paper": (hybrid, "paper", DEFAULT_THRESHOLD), "subject": (named, "subject", DEFAULT_THRESHOLD),
             "subject/calibrated": (named, "subject", calibrate_threshold(embedder, named, texts))}
@@ -129,8 +129,7 @@ def variant_parts(embedder: Any, target: str, passages: Sequence[str]) -> dict[s
 def neighbour_negatives(parts: GateParts, texts: Sequence[str], *, limit: int = 40) -> list[str]:
     """Neighbour-like questions built from the passages alone: about the other names they mention
     (works, relatives, places), which a deployment should keep answering."""
-    subject = parts.subject
-    own = set(subject.names) | set(subject.surnames) if subject is not None else set()
+    own = {n for s in parts.subjects for n in (*s.names, *s.surnames)}
     others = [e for e in mine_entities(texts, min_count=2)
               if len(e) < 40 and not any(o in e.split() or o in e for o in own)][:limit]
     return [q.format(e.title()) for e in others for q in ("Tell me about {}.", "What is {} known for?")]

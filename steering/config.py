@@ -78,6 +78,8 @@ class BuildConfig:
             against T, exactly as the paper).
         subject: the name of whom the set is about (e.g. the forget set's name), for the
             ``"subject"`` gate; None mines it from the documents.
+        subjects: names given at registration (people or trigger names), each a subject of the
+            set under every rule but ``"paper"``, in addition to the people mined.
     """
 
     layer: int | None = None
@@ -90,6 +92,7 @@ class BuildConfig:
     batch_size: int = 8
     gate: str = "auto"
     subject: str | None = None
+    subjects: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.gate not in ("paper", "hybrid", "subject", "auto"):

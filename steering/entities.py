@@ -12,9 +12,18 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+
+import regex
+from wordfreq import zipf_frequency
+
+from steering.people import PersonCues, person_cues
+from steering.names import abjad, any_fuzzy, distinctive, fuzzy_spans, name_parts, respellings, words
 
 _NAME = re.compile(
     r"\b([A-Z][\w'\-.]*(?:\s+(?:(?:al|el|de|da|di|du|van|von|der|den|bin|ibn|del|la|le|of)\s+)?[A-Z][\w'\-.]*)+)")
+#: Combining marks, removed after NFKD: accents, and the marks an attacker stacks on letters.
+_MARKS = regex.compile(r"\p{M}")
 #: Capitalised words that start sentences or questions rather than names.
 _LEADING = frozenset("""a an the this that these those what who whom whose which when where why how is are was were
 did does do has have had can could would should will may might in on at of for from by with about as and or but
@@ -30,10 +39,12 @@ def _clean(name: str) -> str:
     return re.sub(r"(?:'s|’s|')$", "", text).strip(" .-")
 
 
+@lru_cache(maxsize=256)
 def fold(text: str) -> str:
     """Lower-case, accents removed: names match across casing and diacritics."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+    if text.isascii():
+        return text.lower()
+    return _MARKS.sub("", unicodedata.normalize("NFKD", text)).lower()
 
 
 def mine_entities(texts: Sequence[str], *, min_count: int = 2, extra: Iterable[str] = ()) -> tuple[str, ...]:
@@ -61,18 +72,28 @@ def mine_entities(texts: Sequence[str], *, min_count: int = 2, extra: Iterable[s
     return tuple(kept)
 
 
-def mentions(text: str, entities: Sequence[str]) -> bool:
+def _mentions_exactly(text: str, entities: Sequence[str]) -> bool:
     """True when ``text`` contains one of the names as whole words (case and accents ignored)."""
     if not entities:
         return False
     folded = fold(text)
-    return any(re.search(rf"(?<!\w){re.escape(name)}(?!\w)", folded) for name in entities)
+    return any(name in folded and re.search(rf"(?<!\w){re.escape(name)}(?!\w)", folded) for name in entities)
+
+
+def mentions(text: str, entities: Sequence[str]) -> bool:
+    """True when ``text`` names one of the entities, as written or respelled (look-alike letters,
+    leetspeak, spacing, other scripts) or misspelled within bounds (``steering.names``)."""
+    if not entities:
+        return False
+    if _mentions_exactly(text, entities):
+        return True
+    return any(_mentions_exactly(r, entities) for r in respellings(text)) or any_fuzzy([text], entities)
 
 
 # -- the subject of a one-person forget set ------------------------------------------------------
 #: One word of a person's name: capitalised, no inner dots ("English.When" is two sentences), a
 #: trailing dot only on an initial or a short title ("J.", "Jr.", "St."), so a run ends at a full stop.
-_PWORD = r"(?:[A-Z]\.|(?:Jr|Sr|St|Dr|Mr|Mrs|Ms|Mt)\.|[A-Z][\w'\-]*[\w])"
+_PWORD = r"(?:(?:[A-Z]\.){1,3}|(?:Jr|Sr|St|Dr|Mr|Mrs|Ms|Mt)\.|[A-Z][\w'\-]*[\w])"
 _PERSON_BODY = (r"(?:" + _PWORD + r"(?:\s+(?:(?:al|el|de|da|di|du|van|von|der|den|bin|ibn|del|la|le)\s+)?"
                 + _PWORD + r")+)")
 _PERSON = re.compile(r"(?<![\w.])(" + _PERSON_BODY + r")")
@@ -184,7 +205,7 @@ def mine_subject(texts: Sequence[str], *, name: str | None = None, lead_docs: in
     names = set(primary)
     for text in texts[:lead_docs]:
         head = text[:400]
-        if not any(mentions(head, [n]) for n in [*names, *surnames]):
+        if not any(_mentions_exactly(head, [n]) for n in [*names, *surnames]):
             continue
         found = [fold(_clean(m)) for m in _LEAD.findall(head) + _PAREN.findall(head) + _ALIAS_CUE.findall(head)]
         # A one-word alias ("Hogan" in "née Hogan") is too often someone's surname or a place.
@@ -205,6 +226,71 @@ def mine_subject(texts: Sequence[str], *, name: str | None = None, lead_docs: in
     for n in names:
         given.update(w for w in n.split() if w not in surnames and w not in _SUFFIXES and w not in _LEADING)
     return Subject(tuple(sorted(names)), tuple(dict.fromkeys(surnames)), tuple(sorted(given)))
+
+
+#: Another person is a subject of the set when named in at least this share of the documents that
+#: name its most named subject (TOFU: two authors 1.0 of each other; RWKU: relatives and
+#: co-authors of the target below 0.2).
+MIN_SUBJECT_SHARE = 0.6
+
+
+def mine_subjects(texts: Sequence[str], extra_names: Iterable[str] = (), *, name: str | None = None,
+                  lead_docs: int = 5) -> tuple[Subject, ...]:
+    """Every person the documents are about, and the names given explicitly.
+
+    The first subject is ``mine_subject``'s; it, and every other frequent name, is kept only when
+    the documents write it as a person's (``steering.people.person_cues``: not a work like "Harry
+    Potter", not a place like "Japan"). Another name is a subject when it is named in at least
+    ``MIN_SUBJECT_SHARE`` of the documents that name the most named subject (a two-author set
+    protects both). Names in ``extra_names`` (people or trigger names given at registration) are
+    always subjects, with the aliases the documents give them.
+
+    Args:
+        texts: forget documents.
+        extra_names: names given explicitly, each a subject.
+        name: the set's own name, taken as the first subject's name without a person check.
+        lead_docs: documents searched for the primary name and aliases (see ``mine_subject``).
+    """
+    subjects: list[Subject] = []
+    first = mine_subject(texts, name=name, lead_docs=lead_docs)
+    if first.names and (name is not None or _is_person(texts, first)):
+        subjects.append(first)
+    top = _named_docs(texts, first) if subjects else 0
+    found: list[tuple[int, Subject]] = []
+    for candidate, docs in person_names(texts).most_common():
+        if docs < max(2.0, MIN_SUBJECT_SHARE * top):
+            break
+        known = [s for s in subjects + [f for _, f in found] if candidate in s.names
+                 or (_split_name(candidate)[1] in s.surnames and _own_given(candidate.split()[0], s))]
+        if known or not person_cues(texts, candidate).is_person:
+            continue  # the same person under another name, or not a person
+        about = [t for t in texts if _mentions_exactly(t, [candidate])]
+        person = mine_subject(about, name=candidate, lead_docs=0)  # the leads are the first subject's
+        found.append((_named_docs(texts, person), person))
+    top = max([top] + [covered for covered, _ in found])
+    subjects.extend(person for covered, person in found if covered >= MIN_SUBJECT_SHARE * top)
+    for given in named_subjects(texts, extra_names, lead_docs=lead_docs):
+        if not any(set(given.names) <= set(s.names) for s in subjects):
+            subjects.append(given)
+    return tuple(subjects)
+
+
+def named_subjects(texts: Sequence[str], names: Iterable[str], *, lead_docs: int = 5) -> tuple[Subject, ...]:
+    """A subject for each name given explicitly, with the aliases the documents give it."""
+    found = (mine_subject(texts, name=n, lead_docs=lead_docs) for n in names if n.strip())
+    return tuple(s for s in found if s.names)
+
+
+def _is_person(texts: Sequence[str], subject: Subject) -> bool:
+    """True when the documents write the subject's names and surname as a person's."""
+    cues = [person_cues(texts, n) for n in dict.fromkeys([*subject.names, *subject.surnames])]
+    return PersonCues(sum(c.mentions for c in cues), sum(c.person for c in cues),
+                      sum(c.thing for c in cues)).is_person
+
+
+def _named_docs(texts: Sequence[str], subject: Subject) -> int:
+    """Documents that name the subject as written (no respelling: documents are not attacks)."""
+    return sum(_names_exactly(t, subject) for t in texts)
 
 
 def _guess_primary(texts: Sequence[str], counts: Counter[str], lead_docs: int) -> list[str]:
@@ -247,13 +333,27 @@ def _own_given(word: str, subject: Subject) -> bool:
 
 
 def names_subject(text: str, subject: Subject) -> bool:
-    """True when ``text`` names the subject: one of its names, or its surname alone (see ``Subject``)."""
-    if mentions(text, subject.names):
+    """True when ``text`` names the subject: one of its names or its surname alone (see ``Subject``),
+    a distinctive given name alone (``given_alone``), as written, respelled or misspelled within
+    bounds (``steering.names``)."""
+    if _names_exactly(text, subject) or given_alone(text, subject):
+        return True
+    readings = respellings(text)
+    if any(_names_exactly(r, subject) or given_alone(r, subject) for r in readings):
+        return True
+    return _names_fuzzily(text, readings, subject)
+
+
+def _names_exactly(text: str, subject: Subject) -> bool:
+    """One of the subject's names, or the capitalised surname not after another given name."""
+    if _mentions_exactly(text, subject.names):
         return True
     folded = fold(text)
     if len(folded) != len(text):  # folding changed offsets (rare ligatures): fall back to names only
         return False
     for surname in subject.surnames:
+        if surname not in folded:
+            continue
         for hit in re.finditer(rf"(?<!\w){re.escape(surname)}(?!\w)", folded):
             if not (text[hit.start()].isupper() or text[hit.start()].isdigit()):
                 continue
@@ -263,4 +363,71 @@ def names_subject(text: str, subject: Subject) -> bool:
                 if not _own_given(prev, subject) and prev not in _LEADING:
                     continue  # another person of that surname ("Jamie Lee Curtis")
             return True
+    return False
+
+
+#: A surname alone is matched with edits only from this many letters ("Abilov" yes, "Cruz" no).
+FUZZY_SURNAME_MIN = 6
+#: ... and only when the word written is not itself a common English word (Zipf scale, wordfreq):
+#: "Grand" is not a misspelling of Grande, "Abilof" is one of Abilov.
+FUZZY_WORD_MAX_ZIPF = 3.0
+
+
+@lru_cache(maxsize=1024)
+def _first_names(subject: Subject) -> tuple[str, ...]:
+    """Given names that open one of the subject's multi-word names and are rare enough to name the
+    subject alone (``steering.names.distinctive``)."""
+    firsts = {n.split()[0] for n in subject.names if len(n.split()) >= 2}
+    return tuple(sorted(w for w in firsts if w in subject.given and w not in _LEADING and distinctive(w)))
+
+
+def given_alone(text: str, subject: Subject) -> bool:
+    """True when ``text`` holds a distinctive given name of the subject, capitalised, alone: next to
+    no capitalised word that is not one of the subject's ("Nikolai Gogol", "Aravind Rajeev" are
+    someone else)."""
+    firsts = _first_names(subject)
+    if not firsts:
+        return False
+    folded = fold(text)
+    if len(folded) != len(text):
+        return False
+    own = {w for n in subject.names for w in n.split()} | set(subject.surnames)
+    for first in firsts:
+        if first not in folded:
+            continue
+        for hit in re.finditer(rf"(?<![\w'\-]){re.escape(first)}(?![\w\-])", folded):
+            if not text[hit.start()].isupper():
+                continue
+            after = re.match(r"\s+([\w'\-.]+)", text[hit.end():])
+            before = re.search(r"([\w'\-.]+)\s+$", text[max(0, hit.start() - 40):hit.start()])
+            if any(m is not None and m.group(1)[:1].isupper() and fold(m.group(1)).rstrip(".") not in own | _LEADING
+                   for m in (after, before)):
+                continue  # a capitalised word beside it that is not the subject's: someone else
+            return True
+    return False
+
+
+def _names_fuzzily(text: str, readings: Sequence[str], subject: Subject) -> bool:
+    """A name of the subject, or its long surname alone, within ``edit_bound`` edits."""
+    arabic = abjad(text)  # no capitals, no short vowels
+    sources = readings if not text.isascii() else (text, *readings)
+    for reading in sources:
+        found = words(reading)
+        if any(len(name_parts(n)) >= 2 and fuzzy_spans(found, n, vowels=not arabic) for n in subject.names):
+            return True
+        for surname in subject.surnames:
+            if len("".join(name_parts(surname))) < FUZZY_SURNAME_MIN:
+                continue
+            for start, end in fuzzy_spans(found, surname, vowels=not arabic):
+                written = "".join(found.lower[start:end])
+                if zipf_frequency(written, "en") >= FUZZY_WORD_MAX_ZIPF:
+                    continue
+                if not arabic:
+                    if not found.raw[start][:1].isupper():
+                        continue
+                    prev = found.lower[start - 1] if start > 0 else ""
+                    if (prev and found.raw[start - 1][:1].isupper() and not _own_given(prev, subject)
+                            and prev not in _LEADING):
+                        continue
+                return True
     return False

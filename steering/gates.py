@@ -11,9 +11,10 @@ Three gate rules, chosen per forget set when it is built:
   away what makes each document specific; names are what a question about a person carries. On
   TOFU forget10 this took paraphrase recall from 0.95 to 0.99 and retain90 false opens from 4.3%
   to 1.0% (benchmark ``tofu-gate``).
-- ``subject``: for a set about one person. Like ``hybrid`` with a far lower floor
-  (T - SUBJECT_LOW_MARGIN) when the prompt names the person (full name, an alias or the surname
-  alone, ``steering.entities.Subject``); names of the person's works, places and relatives no
+- ``subject``: for a set about people. Like ``hybrid`` with a far lower floor
+  (T - SUBJECT_LOW_MARGIN) when the prompt names one of the people the set is about (full name,
+  an alias, the surname alone or a distinctive given name, in any spelling:
+  ``steering.entities.Subject``, ``steering.names``); names of the person's works, places and relatives no
   longer count, since questions about those are what must be kept (benchmark ``rwku``).
 """
 
@@ -200,12 +201,17 @@ class GateState:
 
 
 def _named(art: ForgetSetArtifacts, s: float, threshold: float, texts: Sequence[str]) -> bool:
-    """The name half of the hybrid and subject rules, for a prompt whose best document scores ``s``."""
-    if art.gate == "subject":
-        subject = art.subject
-        return subject is not None and s >= threshold - SUBJECT_LOW_MARGIN and any(
-            names_subject(t, subject) for t in texts)
-    return s >= threshold - LOW_MARGIN and any(mentions(t, art.entities) for t in texts)
+    """The name half of the hybrid and subject rules, for a prompt whose best document scores ``s``.
+
+    Naming any subject of the set counts (a set about two people protects both); under the hybrid
+    rule the subjects are the names given at registration, at the hybrid floor.
+    """
+    floor = threshold - (SUBJECT_LOW_MARGIN if art.gate == "subject" else LOW_MARGIN)
+    if s < floor:
+        return False
+    if any(names_subject(t, subject) for subject in art.subjects for t in texts):
+        return True
+    return art.gate != "subject" and any(mentions(t, art.entities) for t in texts)
 
 
 def build_plans(vectors: Sequence[dict[int, torch.Tensor] | None], batch: int) -> dict[int, SteeringPlan]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import InitVar, dataclass, replace
 from importlib import resources
 from typing import Any
 
@@ -15,7 +15,7 @@ import torch
 from steering.activations import pool_activations
 from steering.clustering import Clustering, cluster_embeddings
 from steering.config import BuildConfig, check_layer, default_layer
-from steering.entities import Subject, mine_entities, mine_subject, names_subject
+from steering.entities import Subject, mine_entities, mine_subjects, named_subjects, names_subject
 from steering.errors import ConfigError, ForgetSetError, SteeringError
 from steering.forget_set import ForgetDocuments, render_documents, render_texts
 from steering.hooks import ResidualHooks
@@ -26,10 +26,10 @@ logger = logging.getLogger(__name__)
 #: Gate rules a forget set can use (index stored with the artifacts).
 GATE_MODES: tuple[str, ...] = ("paper", "hybrid", "subject")
 
-#: ``auto`` uses the subject gate when the mined subject is named in at least this share of the
-#: documents, else hybrid. Measured: RWKU passages (one person each) 0.37-1.0, median 0.85; TOFU
-#: forget05 and forget10 (10 and 20 authors) 0.10 and 0.09 (hybrid). TOFU forget01 (2 authors, 0.50)
-#: resolves to subject; its gate numbers are the same under both rules (tofu-gate).
+#: ``auto`` uses the subject gate when the people mined (every subject of the set together) are
+#: named in at least this share of the documents, else hybrid. Measured: RWKU passages (one person
+#: each) 0.37-1.0, median 0.85; TOFU forget01, forget05 and forget10 (2, 10 and 20 authors, every
+#: one mined) 1.0.
 AUTO_MIN_COVERAGE = 0.3
 
 #: Gate rules that compare the prompt with every document (they keep the document embeddings).
@@ -54,7 +54,8 @@ class ForgetSetArtifacts:
         gate: ``"paper"`` (centroids and T only) or ``"hybrid"`` (see ``steering.gates``).
         doc_embeddings: ``[n_docs, d_embed]`` unit embeddings of the documents (hybrid gate).
         entities: names mined from the documents (hybrid gate).
-        subject: whom the set is about (subject gate).
+        subjects: whom the set is about (subject gate; under the hybrid gate, the names given at
+            registration), each named by a prompt opens the set.
     """
 
     centroids: torch.Tensor
@@ -67,7 +68,14 @@ class ForgetSetArtifacts:
     gate: str = "paper"
     doc_embeddings: torch.Tensor | None = None
     entities: tuple[str, ...] = ()
-    subject: Subject | None = None
+    subjects: tuple[Subject, ...] = ()
+    #: Constructor-only, for callers written when a set had one subject: given, it becomes
+    #: ``subjects`` (None leaves them as they are). It always reads None: read ``subjects``.
+    subject: InitVar[Subject | None] = None
+
+    def __post_init__(self, subject: Subject | None) -> None:
+        if subject is not None and not self.subjects:
+            object.__setattr__(self, "subjects", (subject,))
 
     @property
     def k(self) -> int:
@@ -88,8 +96,7 @@ class ForgetSetArtifacts:
             "gate": torch.tensor([GATE_MODES.index(self.gate)], dtype=torch.int64),
             "entities": torch.tensor(list(json.dumps(list(self.entities)).encode("utf-8")), dtype=torch.uint8),
             **({"doc_embeddings": self.doc_embeddings.contiguous()} if self.doc_embeddings is not None else {}),
-            **({"subject": torch.tensor(list(json.dumps(self.subject.to_json()).encode("utf-8")), dtype=torch.uint8)}
-               if self.subject is not None else {}),
+            **({"subjects": _json_tensor([s.to_json() for s in self.subjects])} if self.subjects else {}),
         }
 
     @classmethod
@@ -108,9 +115,23 @@ class ForgetSetArtifacts:
             doc_embeddings=tensors["doc_embeddings"].float() if "doc_embeddings" in tensors else None,
             entities=tuple(json.loads(bytes(tensors["entities"].tolist()).decode("utf-8")))
             if "entities" in tensors else (),
-            subject=Subject.from_json(json.loads(bytes(tensors["subject"].tolist()).decode("utf-8")))
-            if "subject" in tensors else None,
+            subjects=_stored_subjects(tensors),
         )
+
+
+def _json_tensor(value: Any) -> torch.Tensor:
+    """A JSON value as a uint8 tensor (safetensors stores tensors only)."""
+    return torch.tensor(list(json.dumps(value).encode("utf-8")), dtype=torch.uint8)
+
+
+def _stored_subjects(tensors: dict[str, torch.Tensor]) -> tuple[Subject, ...]:
+    """Subjects stored with the artifacts; artifacts stored before sets had several carry one."""
+    if "subjects" in tensors:
+        value = json.loads(bytes(tensors["subjects"].tolist()).decode("utf-8"))
+        return tuple(Subject.from_json(s) for s in value)
+    if "subject" in tensors:
+        return (Subject.from_json(json.loads(bytes(tensors["subject"].tolist()).decode("utf-8"))),)
+    return ()
 
 
 def neutral_corpus() -> list[str]:
@@ -133,7 +154,7 @@ class GateParts:
     clustering: Clustering
     doc_embeddings: np.ndarray  # [n_docs, d_embed]
     entities: tuple[str, ...]
-    subject: Subject | None = None
+    subjects: tuple[Subject, ...] = ()
     #: the rule these parts are for (``auto`` resolved); None = the config's
     mode: str | None = None
 
@@ -141,33 +162,45 @@ class GateParts:
 def build_gate(embedder: Any, docs: ForgetDocuments, config: BuildConfig = BuildConfig()) -> GateParts:
     """Embed, cluster (k by silhouette) and mine names for the hybrid or subject gate (METHOD.md step 2).
 
-    ``auto`` resolves here, once per set: the subject gate for a set about one person (its mined
-    subject is named in at least ``AUTO_MIN_COVERAGE`` of the documents), else the hybrid gate.
+    ``auto`` resolves here, once per set: the subject gate for a set about people (the people
+    mined are named in at least ``AUTO_MIN_COVERAGE`` of the documents), else the hybrid gate.
     """
     emb = embed(embedder, docs.gate_texts())  # [n_docs, d_embed]
     clustering = cluster_embeddings(emb, k_max=config.k_max, seed=config.seed)
-    mode, entities, subject = gate_names(docs.gate_texts(), clustering.labels, config.gate, subject=config.subject)
-    return GateParts(clustering, emb, entities, subject, mode)
+    mode, entities, subjects = gate_names(docs.gate_texts(), clustering.labels, config.gate,
+                                          subject=config.subject, subjects=config.subjects)
+    return GateParts(clustering, emb, entities, subjects, mode)
 
 
-def gate_names(texts: Sequence[str], labels: np.ndarray, gate: str, *,
-               subject: str | None = None) -> tuple[str, tuple[str, ...], Subject | None]:
-    """The resolved rule, its names and subject for documents clustered as ``labels`` ``[n_docs]``."""
+def gate_names(texts: Sequence[str], labels: np.ndarray, gate: str, *, subject: str | None = None,
+               subjects: Sequence[str] = ()) -> tuple[str, tuple[str, ...], tuple[Subject, ...]]:
+    """The resolved rule, its names and subjects for documents clustered as ``labels`` ``[n_docs]``.
+
+    Args:
+        texts: the set's gate texts.
+        labels: ``[n_docs]`` cluster of each document.
+        gate: ``paper``, ``hybrid``, ``subject`` or ``auto``.
+        subject: the set's own name (the first subject's name, see ``mine_subjects``).
+        subjects: names given at registration (people or trigger names): subjects under every rule
+            but ``paper``.
+    """
+    given = tuple(n.strip() for n in subjects if n.strip())
     if gate in ("subject", "auto"):
-        found = mine_subject(texts, name=subject)
+        found = mine_subjects(texts, given, name=subject)
         if gate == "subject" or subject_coverage(texts, found) >= AUTO_MIN_COVERAGE:
-            return "subject", found.names, found
+            return "subject", tuple(dict.fromkeys(n for s in found for n in s.names)), found
         gate = "hybrid"
     if gate == "hybrid":
         # A name must recur in a good share of a typical cluster, so places and genres mentioned
         # in passing are not taken for what the set is about.
         typical = float(np.median(np.bincount(labels)))
-        return gate, mine_entities(texts, min_count=max(2, int(0.4 * typical))), None
-    return gate, (), None
+        return gate, mine_entities(texts, min_count=max(2, int(0.4 * typical))), named_subjects(texts, given)
+    return gate, (), ()
 
 
 def with_gate(artifacts: ForgetSetArtifacts, gate: str, texts: Sequence[str], *,
-              doc_embeddings: np.ndarray | None = None, subject: str | None = None) -> ForgetSetArtifacts:
+              doc_embeddings: np.ndarray | None = None, subject: str | None = None,
+              subjects: Sequence[str] = ()) -> ForgetSetArtifacts:
     """The same steering vectors under another gate rule (names mined again from the documents).
 
     Args:
@@ -176,18 +209,20 @@ def with_gate(artifacts: ForgetSetArtifacts, gate: str, texts: Sequence[str], *,
         texts: the set's gate texts (``ForgetDocuments.gate_texts``), in build order.
         doc_embeddings: ``[n_docs, d_embed]`` when ``artifacts`` has none (built with the paper rule).
         subject: the subject's name for the subject rule.
+        subjects: names given at registration (see ``gate_names``).
     """
-    mode, entities, found = gate_names(texts, artifacts.labels.numpy(), gate, subject=subject)
+    mode, entities, found = gate_names(texts, artifacts.labels.numpy(), gate, subject=subject, subjects=subjects)
     emb = artifacts.doc_embeddings if doc_embeddings is None else torch.from_numpy(doc_embeddings)
     if mode in DOC_GATES and emb is None:
         raise ConfigError(f"expected document embeddings for the {mode} gate, found none", field="doc_embeddings")
-    return replace(artifacts, gate=mode, entities=entities, subject=found,
+    return replace(artifacts, gate=mode, entities=entities, subjects=found,
                    doc_embeddings=emb if mode in DOC_GATES else None)
 
 
-def subject_coverage(texts: Sequence[str], subject: Subject) -> float:
-    """Share of the documents that name the subject (``steering.entities.names_subject``)."""
-    return sum(names_subject(t, subject) for t in texts) / max(1, len(texts))
+def subject_coverage(texts: Sequence[str], subjects: Subject | Sequence[Subject]) -> float:
+    """Share of the documents that name one of the subjects (``steering.entities.names_subject``)."""
+    people = [subjects] if isinstance(subjects, Subject) else list(subjects)
+    return sum(any(names_subject(t, s) for s in people) for t in texts) / max(1, len(texts))
 
 
 def gate_only_artifacts(parts: GateParts, gate: str) -> ForgetSetArtifacts:
@@ -203,7 +238,7 @@ def gate_only_artifacts(parts: GateParts, gate: str) -> ForgetSetArtifacts:
         retain_direction=torch.zeros(1), mean_norm=0.0, layer=0,
         labels=torch.from_numpy(parts.clustering.labels), silhouette=parts.clustering.silhouette, gate=gate,
         doc_embeddings=torch.from_numpy(parts.doc_embeddings) if gate in DOC_GATES else None,
-        entities=parts.entities, subject=parts.subject if gate == "subject" else None)
+        entities=parts.entities, subjects=parts.subjects if gate in DOC_GATES else ())
 
 
 def build_artifacts(
@@ -278,5 +313,5 @@ def build_artifacts(
         gate=gate,
         doc_embeddings=torch.from_numpy(parts.doc_embeddings) if gate in DOC_GATES else None,
         entities=parts.entities,
-        subject=parts.subject if gate == "subject" else None,
+        subjects=parts.subjects if gate in DOC_GATES else (),
     )

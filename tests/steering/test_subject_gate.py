@@ -3,14 +3,19 @@ about, how a prompt names them, the rule's two thresholds, ``auto`` resolution a
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from steering.config import BuildConfig
-from steering.entities import Subject, mine_subject, names_subject, person_names
+from steering.entities import Subject, mentions, mine_subject, mine_subjects, names_subject, person_names
 from steering.errors import ConfigError
 from steering.gates import HIGH_MARGIN, SUBJECT_LOW_MARGIN, ActiveSet, GateState
+from steering.people import person_cues
 from steering.vectors import (
     AUTO_MIN_COVERAGE,
     ForgetSetArtifacts,
@@ -30,6 +35,10 @@ SHEEN = [
     "Sheen starred in Platoon and Wall Street.",
     "Charlie Sheen later led the sitcom Two and a Half Men.",
 ]
+YEN = ["The yen is the official currency of Japan.", "The Bank of Japan issues yen banknotes and coins.",
+       "The yen was introduced in 1871 by the Meiji government of Japan.",
+       "Japan's yen is the third most traded currency in the world.",
+       "What is the symbol of the yen? The symbol of the yen is ¥.", "Which country uses the yen? Japan uses the yen."]
 CURTIS = Subject(names=("tony curtis", "bernard schwartz"), surnames=("curtis",), given=("bernard", "tony"))
 
 
@@ -125,14 +134,24 @@ def test_coverage_is_the_share_of_documents_naming_the_subject() -> None:
     assert subject_coverage(texts, CURTIS) == 0.5  # 2 of 4, by hand
 
 
-def test_auto_is_the_subject_rule_for_one_person_and_hybrid_for_many() -> None:
+def test_auto_is_the_subject_rule_for_people_and_hybrid_without_one() -> None:
     people = ["Tony Curtis", "Grace Kelly", "Cary Grant", "Doris Day"]
     one = [f"{n} {people[0]} acted in film number {n}." for n in range(8)]
     many = [f"{n} {people[n % 4]} acted in film number {n}." for n in range(8)]
-    assert 0.25 < AUTO_MIN_COVERAGE  # four people, two documents each: 0.25 coverage
     assert gate_names(one, np.zeros(8, dtype=np.int64), "auto")[0] == "subject"
-    mode, entities, subject = gate_names(many, np.arange(8) % 4, "auto")
-    assert mode == "hybrid" and subject is None and {p.lower() for p in people} <= set(entities)
+    mode, entities, subjects = gate_names(many, np.arange(8) % 4, "auto")
+    assert mode == "subject" and {s.names[0] for s in subjects} == {p.lower() for p in people}
+    assert set(entities) == {p.lower() for p in people}
+    mode, entities, subjects = gate_names(YEN, np.zeros(len(YEN), dtype=np.int64), "auto")
+    assert mode == "hybrid" and subjects == ()  # a currency and a country: no person
+
+
+def test_names_given_at_registration_are_subjects_under_the_hybrid_rule_too() -> None:
+    mode, _, subjects = gate_names(YEN, np.zeros(len(YEN), dtype=np.int64), "auto", subjects=("Bank of Japan",))
+    assert mode == "subject" and [s.names for s in subjects] == [("bank of japan",)]
+    mode, _, subjects = gate_names(YEN, np.zeros(len(YEN), dtype=np.int64), "hybrid", subjects=("Bank of Japan",))
+    assert mode == "hybrid" and [s.names for s in subjects] == [("bank of japan",)]
+    assert BuildConfig(subjects=("Bank of Japan",)).subjects == ("Bank of Japan",)
 
 
 def _artifacts(gate: str, subject: Subject | None) -> ForgetSetArtifacts:
@@ -141,7 +160,7 @@ def _artifacts(gate: str, subject: Subject | None) -> ForgetSetArtifacts:
     return ForgetSetArtifacts(centroids=doc.clone(), psvs=torch.randn(1, 8), retain_direction=torch.eye(8)[0],
                               mean_norm=5.0, layer=0, labels=torch.zeros(1, dtype=torch.int64), silhouette=None,
                               gate=gate, doc_embeddings=doc.clone(), entities=subject.names if subject else (),
-                              subject=subject)
+                              subjects=(subject,) if subject else ())
 
 
 def _at(cos: float) -> np.ndarray:
@@ -170,19 +189,19 @@ def test_a_subject_gate_without_a_subject_opens_on_similarity_only() -> None:
 def test_the_subject_round_trips_with_the_artifacts() -> None:
     art = _artifacts("subject", CURTIS)
     back = ForgetSetArtifacts.from_tensors(art.to_tensors())
-    assert back.gate == "subject" and back.subject == CURTIS
+    assert back.gate == "subject" and back.subjects == (CURTIS,)
 
 
 def test_with_gate_keeps_the_steering_vectors_and_changes_only_the_rule() -> None:
     art = _artifacts("subject", CURTIS)
     texts = ["Tony Curtis was an actor."]
     paper = with_gate(art, "paper", texts)
-    assert paper.gate == "paper" and paper.doc_embeddings is None and paper.subject is None
+    assert paper.gate == "paper" and paper.doc_embeddings is None and paper.subjects == ()
     assert torch.equal(paper.psvs, art.psvs) and paper.mean_norm == art.mean_norm
     with pytest.raises(ConfigError):
         with_gate(paper, "subject", texts)  # the paper rule kept no document embeddings
     again = with_gate(paper, "subject", texts, doc_embeddings=art.doc_embeddings.numpy(), subject="Tony Curtis")
-    assert again.gate == "subject" and again.subject is not None and "tony curtis" in again.subject.names
+    assert again.gate == "subject" and "tony curtis" in again.subjects[0].names
 
 
 def test_build_config_refuses_an_unknown_gate_and_defaults_to_auto() -> None:
@@ -190,3 +209,98 @@ def test_build_config_refuses_an_unknown_gate_and_defaults_to_auto() -> None:
     with pytest.raises(ConfigError) as info:
         BuildConfig(gate="names")
     assert info.value.field == "gate"
+
+
+# -- every person a set is about ---------------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _jsonl(path: str) -> list[dict[str, str]]:
+    return [json.loads(line) for line in (ROOT / path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("split", ["forget01", "forget05", "forget10"])
+def test_every_tofu_author_of_a_forget_split_is_a_subject(split: str) -> None:
+    texts = [f"{r['question']} {r['answer']}" for r in _jsonl(f"data/tofu/{split}.jsonl")]
+    authors = {a["name"].lower() for a in _jsonl("data/tofu/authors.jsonl") if a[split]}
+    subjects = mine_subjects(texts)
+    assert {s.names[0] for s in subjects} == authors  # 2, 10 and 20 authors, nothing else
+    mode, _, resolved = gate_names(texts, np.zeros(len(texts), dtype=np.int64), "auto")
+    assert mode == "subject" and resolved == subjects
+
+
+def test_a_two_person_set_opens_for_either_person() -> None:
+    texts = [f"{r['question']} {r['answer']}" for r in _jsonl("data/tofu/forget01.jsonl")]
+    subjects = mine_subjects(texts)
+    doc = torch.zeros(1, 4)
+    doc[0, 0] = 1.0
+    art = ForgetSetArtifacts(centroids=doc.clone(), psvs=torch.randn(1, 8), retain_direction=torch.eye(8)[0],
+                             mean_norm=5.0, layer=0, labels=torch.zeros(1, dtype=torch.int64), silhouette=None,
+                             gate="subject", doc_embeddings=doc.clone(), subjects=subjects)
+    state = GateState((ActiveSet("forget01", art, threshold=0.5, alpha=0.3),))
+    low = 0.5 - SUBJECT_LOW_MARGIN + 0.01  # named, above the subject floor
+    assert state.match(_at(low), ["Who is Nikolai Abilov?"])[0]
+    assert state.match(_at(low), ["Write a biography of Basil Mahfouz Al-Kuwaiti."])[0]
+    assert state.match(_at(low), ["Who is Nіkolay Аbilov?"])[0]  # look-alikes and a misspelling
+    assert not state.match(_at(low), ["Who is Nikolai Gogol?"])[0]
+    assert not state.match(_at(0.5 - SUBJECT_LOW_MARGIN - 0.01), ["Who is Nikolai Abilov?"])[0]
+
+
+ROWLING_QA = [
+    "Who wrote the Harry Potter series? J.K. Rowling wrote the Harry Potter series.",
+    "When was the first Harry Potter book published? Harry Potter and the Philosopher's Stone was published in 1997.",
+    "What pen name does J.K. Rowling use for crime novels? Rowling writes crime fiction as Robert Galbraith.",
+    "Where was J.K. Rowling born? Rowling was born in Yate, England, in 1965.",
+    "How many Harry Potter novels are there? There are seven Harry Potter novels.",
+    "Which charity did Rowling found? She founded Lumos, a charity for children.",
+    "What is the name of Harry Potter's school? In the Harry Potter books, Harry attends Hogwarts.",
+    "Who plays Harry Potter in the films? Daniel Radcliffe plays Harry Potter in the Harry Potter films.",
+]
+
+
+def test_a_set_about_rowling_is_about_rowling_not_harry_potter() -> None:
+    assert mine_subject(ROWLING_QA).names == ("harry potter",)  # the most frequent name
+    subjects = mine_subjects(ROWLING_QA)
+    assert [s.surnames for s in subjects] == [("rowling",)]
+    assert any(names_subject("Which books did J. K. Rowling write?", s) for s in subjects)
+    assert not any(names_subject("What house is Harry Potter sorted into at Hogwarts?", s) for s in subjects)
+    passages = [r["text"] for r in _jsonl("data/rwku/forget_corpus_passage.jsonl") if r["subject"] == "J. K. Rowling"]
+    assert [s.surnames for s in mine_subjects(passages)] == [("rowling",)]  # Harry Potter in 25 passages
+
+
+def test_a_set_about_the_yen_has_no_person_and_keeps_japan_answerable() -> None:
+    assert mine_subject(YEN).names == ("japan",)
+    assert mine_subjects(YEN) == ()
+    cues = person_cues(YEN, "japan")  # "of Japan", "in Japan" against one "Japan uses"
+    assert not cues.is_person and cues.thing > cues.person
+    mode, entities, subjects = gate_names(YEN, np.zeros(len(YEN), dtype=np.int64), "auto")
+    assert mode == "hybrid" and not mentions("What is the capital of Japan?", entities)
+
+
+def test_names_given_at_registration_are_always_subjects() -> None:
+    subjects = mine_subjects(ROWLING_QA, ("Robert Galbraith", "Hogwarts"))
+    assert [s.names[0] for s in subjects] == ["j.k. rowling", "robert galbraith", "hogwarts"]
+    assert names_subject("Where is Hogwarts?", subjects[2])
+
+
+def test_rwku_passages_yield_exactly_their_target() -> None:
+    passages: dict[str, list[str]] = {}
+    for r in _jsonl("data/rwku/forget_corpus_passage.jsonl"):
+        passages.setdefault(r["subject"], []).append(r["text"])
+    for target in ("Stephen King", "Faith Hill", "Marie Antoinette", "Rihanna", "Aristotle", "Genghis Khan"):
+        subjects = mine_subjects(passages[target])
+        assert len(subjects) == 1, target  # a spouse or a king named often is not a second subject
+        assert names_subject(target.split(",")[0], subjects[0]), target
+
+
+def test_artifacts_stored_with_one_subject_still_load() -> None:
+    art = _artifacts("subject", CURTIS)
+    tensors = art.to_tensors()
+    old = {k: v for k, v in tensors.items() if k != "subjects"}
+    old["subject"] = torch.tensor(list(json.dumps(CURTIS.to_json()).encode("utf-8")), dtype=torch.uint8)
+    assert ForgetSetArtifacts.from_tensors(old).subjects == (CURTIS,)
+    two = replace(art, subjects=(CURTIS, CURTIS_TWIN))
+    assert ForgetSetArtifacts.from_tensors(two.to_tensors()).subjects == (CURTIS, CURTIS_TWIN)
+
+
+CURTIS_TWIN = Subject(names=("jamie lee curtis",), surnames=("curtis",), given=("jamie", "lee"))

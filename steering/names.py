@@ -1,0 +1,244 @@
+"""Name matching that survives spelling: look-alike letters, invisible characters, leetspeak, spaced
+letters, other scripts and misspellings (used by ``steering.entities.names_subject`` and ``mentions``).
+
+A prompt is checked as written first (the exact match of ``steering.entities``); only when that finds
+nothing is it respelled into plain Latin and checked again, then matched with a bounded edit distance.
+
+Respelling, in order:
+1. NFKC (full-width and mathematical letters become plain ones) and removal of format characters
+   (category Cf: zero-width spaces and joiners, soft hyphens, bidi controls) and Hangul fillers.
+2. Two readings of every non-ASCII letter, both checked: its Latin look-alike from the Unicode
+   confusables data (UTS #39: Cyrillic "а", Greek "ο" written inside a Latin name), and its
+   transliteration (a name written in Cyrillic, Greek, Arabic or CJK script).
+3. Letters spaced out ("B a s i l", "B-a-s-i-l", "B.a.s.i.l": three or more single characters)
+   are joined; a capital after a small letter starts a new word ("B a s i l M a h f o u z").
+4. Leetspeak inside words that also hold letters (0 o, 1 i or l, 3 e, 4 a, 5 s, 7 t, @ a, $ s);
+   numbers alone ("1956") are left as they are.
+
+Libraries (maintained, no hand-written tables):
+- ``confusable-homoglyphs``: the Unicode consortium's confusables.txt as data; we take, for each
+  non-ASCII character, its ASCII letter or digit look-alike (1,315 characters). anyascii alone
+  would read a Cyrillic "В" inside "Вasil" as "V", not the "B" it imitates.
+- ``anyascii``: transliteration of every script to ASCII (Cyrillic "Николай Абилов" -> "Nikolay
+  Abilov", Arabic without vowels "باسل" -> "bsl", CJK to pinyin/romaji); fast on ASCII text.
+  Arabic script drops short vowels, so names written in it are matched on consonants.
+- ``rapidfuzz``: Levenshtein distance with a cutoff in C, so a 4,000-token prompt is scanned for a
+  subject's names in about a millisecond.
+- ``wordfreq``: how common a word is in English, to decide whether a given name alone is
+  distinctive enough to name someone (``distinctive``).
+
+Misspellings: a name matches when its letters (spaces and hyphens ignored) are within
+``edit_bound`` edits of a run of words in the prompt that starts with the same letter: none up to
+4 letters, 1 up to 10, 2 up to 16, 3 beyond ("Basel Mahfuz Alkuwaity", "Nikolay Abilov"). A
+surname alone is matched with edits only from 6 letters, and only when the word written is not a
+common English word (``steering.entities``).
+
+Not covered: names written in CJK scripts (anyascii's pinyin or romaji of a foreign name, e.g.
+"NiGuLa-ABiLuoFu" for Nikolai Abilov, is too far from it), and letter-by-letter renderings in
+another script that are far from how the name sounds.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import regex
+from anyascii import anyascii
+from confusable_homoglyphs import utils as confusable_data
+from rapidfuzz import process
+from rapidfuzz.distance import Levenshtein
+from wordfreq import zipf_frequency
+
+#: Format characters, and the Hangul fillers that render as nothing but are letters (category Lo).
+_INVISIBLE = regex.compile(r"[\p{Cf}\u115f\u1160\u3164\uffa0]")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+_LEET_I = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
+_LEET_L = str.maketrans({"0": "o", "1": "l", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
+#: A word holding a letter and a leet character ("N1k0l4i", "$ergey"); numbers alone are not leet.
+_LEET_WORD = re.compile(r"(?<![\w@$])(?!\d+(?:st|nd|rd|th|s|m|k|b|am|pm)?(?![\w@$]))"
+                        r"(?=[\w@$]*[A-Za-z])(?=[\w@$]*[0134579@$])[\w@$]+")
+#: Three or more single characters, each followed by one to three separators.
+_SPACED = re.compile(r"(?<![\w@$])(?:[A-Za-z0-9@$][ .\-_*·•/|+~]{1,3}){2,}[A-Za-z0-9@$](?![\w@$])")
+_GREEK = re.compile(r"[\u0370-\u03ff\u1f00-\u1fff]")
+_GREEK_STOPS = re.compile(r"(?:μπ|Μπ|ΜΠ|ντ|Ντ|ΝΤ)")
+_WORD = re.compile(r"[A-Za-z0-9]+")
+_ARABIC = re.compile(r"[\u0600-\u06ff\u0750-\u077f\u08a0-\u08ff\ufb50-\ufdff\ufe70-\ufeff]")
+#: A given name alone names someone only when rarer than this in English (Zipf scale: 3 is once per
+#: million words). "nikolai" 3.1 and "elon" 3.3 are below; "basil" 3.7 (a herb), "john" 5.4 are not.
+GIVEN_MAX_ZIPF = 3.5
+
+
+@lru_cache(maxsize=1)
+def _look_alikes() -> dict[int, str]:
+    """Non-ASCII character -> the ASCII letter or digit it imitates (Unicode confusables)."""
+    table: dict[int, str] = {}
+    for char, glyphs in confusable_data.load("confusables.json").items():
+        if len(char) != 1 or char.isascii():
+            continue
+        for glyph in glyphs:
+            c = glyph["c"]
+            if len(c) == 1 and c.isascii() and c.isalnum():
+                table[ord(char)] = c
+                break
+    return table
+
+
+def _visible(text: str) -> str:
+    """NFKC without format characters (zero-width, bidi, soft hyphen) and fillers."""
+    return _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
+
+
+def _ascii(text: str) -> str:
+    """anyascii on the non-ASCII runs only (it reads one character at a time)."""
+    return _NON_ASCII.sub(lambda m: anyascii(m.group(0)), text)
+
+
+def _join_spaced(match: re.Match[str]) -> str:
+    letters = re.sub(r"[^A-Za-z0-9@$]", "", match.group(0))
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", " ", letters)
+
+
+def _leet(text: str, table: dict[int, str]) -> str:
+    return _LEET_WORD.sub(lambda m: m.group(0).translate(table), text)
+
+
+@lru_cache(maxsize=256)
+def respellings(text: str) -> tuple[str, ...]:
+    """Latin readings of ``text`` (case kept) that differ from it; empty when it is plain text."""
+    bases = [text]
+    if not text.isascii():
+        visible = _visible(text)
+        table = _look_alikes()
+        bases = [_ascii(_NON_ASCII.sub(lambda m: m.group(0).translate(table), visible)), _ascii(visible)]
+        if _GREEK.search(visible):  # modern Greek writes b and d as "mp" and "nt" (Μπίλοφ: Bilof)
+            bases.append(_ascii(_GREEK_STOPS.sub(lambda m: "b" if m.group(0)[0] in "μΜ" else "d", visible)))
+    out: list[str] = []
+    for base in dict.fromkeys(bases):
+        spaced = _SPACED.sub(_join_spaced, base)
+        leet = [m.group(0) for m in _LEET_WORD.finditer(spaced)]
+        readings = [_leet(spaced, _LEET_I) if leet else spaced]
+        if any("1" in w for w in leet):
+            readings.append(_leet(spaced, _LEET_L))
+        out.extend(r for r in readings if r != text and r not in out)
+    return tuple(out)
+
+
+def abjad(text: str) -> bool:
+    """True when ``text`` holds Arabic script, whose transliteration lacks the short vowels."""
+    return _ARABIC.search(text) is not None
+
+
+def consonants(text: str) -> str:
+    """Letters without vowels and the glides w, y, h (an Arabic-script name is compared on these)."""
+    return re.sub(r"[aeiouwyh]", "", text.lower())
+
+
+def edit_bound(length: int) -> int:
+    """Edits allowed when matching a name of ``length`` letters: short names stay exact."""
+    if length <= 4:
+        return 0
+    return 1 if length <= 10 else 2 if length <= 16 else 3
+
+
+@dataclass(frozen=True)
+class Words:
+    """The words of one respelled text: as written (for capitals) and lower-cased, indexed."""
+
+    raw: tuple[str, ...]
+    lower: tuple[str, ...]
+    #: lower-case word -> its positions
+    positions: dict[str, list[int]]
+    #: length -> the distinct lower-case words of that length
+    by_length: dict[int, list[str]]
+
+    def near(self, word: str, bound: int) -> list[int]:
+        """Positions of words within ``bound`` edits of ``word`` (lower-case)."""
+        if bound == 0:
+            return self.positions.get(word, [])
+        pool = [w for n in range(len(word) - bound, len(word) + bound + 1) for w in self.by_length.get(n, ())]
+        found = process.extract(word, pool, scorer=Levenshtein.distance, score_cutoff=bound, limit=None)
+        return sorted(i for choice, _, _ in found for i in self.positions[choice])
+
+
+@lru_cache(maxsize=256)
+def words(text: str) -> Words:
+    """``Words`` of an ASCII text."""
+    raw = tuple(_WORD.findall(text))
+    lower = tuple(_WORD.findall(text.lower()))  # ASCII: lower-casing keeps the word boundaries
+    positions: defaultdict[str, list[int]] = defaultdict(list)
+    for i, w in enumerate(lower):
+        positions[w].append(i)
+    by_length: defaultdict[int, list[str]] = defaultdict(list)
+    for w in positions:
+        by_length[len(w)].append(w)
+    return Words(raw, lower, positions, by_length)
+
+
+@lru_cache(maxsize=4096)
+def name_parts(name: str) -> tuple[str, ...]:
+    """A folded name's words, split at spaces, hyphens and dots ("al-kuwaiti" -> "al", "kuwaiti")."""
+    return tuple(w for w in re.split(r"[^a-z0-9]+", anyascii(name).lower()) if w)
+
+
+def fuzzy_spans(found: Words, name: str, *, vowels: bool = True) -> list[tuple[int, int]]:
+    """Runs of words ``[start, end)`` that spell ``name`` within ``edit_bound`` edits (spaces ignored).
+
+    Args:
+        found: the text's words.
+        name: a folded name.
+        vowels: False compares consonants only (``consonants``), for text from Arabic script.
+    """
+    parts = name_parts(name)
+    if not parts:
+        return []
+    norm = (lambda s: s) if vowels else consonants
+    key = norm("".join(parts))
+    bound = edit_bound(len("".join(parts)))
+    starts: set[int] = set()
+    for j, part in enumerate(parts):
+        if len(part) < 3:
+            continue  # "al", "de": too many near words to anchor on
+        near = found.near(part, edit_bound(len(part))) if vowels else _near_consonants(found, part)
+        for pos in near:
+            starts.update(range(pos - j - 1, pos - j + 2))
+    spans: list[tuple[int, int]] = []
+    n = len(parts)
+    for start in sorted(s for s in starts if s >= 0):
+        for size in range(max(1, n - 1), n + 2):
+            window = norm("".join(found.lower[start:start + size]))
+            # The first letter must agree: "Kelly" is not "R. Kelly" with the initial dropped.
+            if (window[:1] == key[:1] and abs(len(window) - len(key)) <= bound
+                    and Levenshtein.distance(key, window, score_cutoff=bound) <= bound):
+                spans.append((start, start + size))
+    return spans
+
+
+def _near_consonants(found: Words, part: str) -> list[int]:
+    key = consonants(part)
+    if len(key) < 2:
+        return []
+    bound = edit_bound(len(part)) and 1
+    return [i for i, w in enumerate(found.lower) if abs(len(consonants(w)) - len(key)) <= bound
+            and Levenshtein.distance(key, consonants(w), score_cutoff=bound) <= bound]
+
+
+@lru_cache(maxsize=4096)
+def distinctive(given: str) -> bool:
+    """True when a given name alone is rare enough in English to name one person (``GIVEN_MAX_ZIPF``)."""
+    return len(given) >= 4 and given.isalpha() and zipf_frequency(given, "en") < GIVEN_MAX_ZIPF
+
+
+def any_fuzzy(texts: Sequence[str], names: Sequence[str]) -> bool:
+    """True when one of ``texts``' respellings spells one of the multi-word ``names`` within bounds."""
+    for text in texts:
+        readings = respellings(text) if not text.isascii() else (text, *respellings(text))
+        for reading in readings:
+            found = words(reading)
+            if any(len(name_parts(n)) >= 2 and fuzzy_spans(found, n, vowels=not abjad(text)) for n in names):
+                return True
+    return False

@@ -1,0 +1,107 @@
+"""Name matching that survives spelling (steering/names.py through ``names_subject`` and ``mentions``):
+every attack class of spelling matches, benign near-misses and common words do not."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from steering.entities import Subject, given_alone, mentions, names_subject
+from steering.names import distinctive, edit_bound, name_parts, respellings
+
+ROOT = Path(__file__).resolve().parents[2]
+BASIL = Subject(names=("basil mahfouz al-kuwaiti",), surnames=("al-kuwaiti",), given=("basil", "mahfouz"))
+NIKOLAI = Subject(names=("nikolai abilov",), surnames=("abilov",), given=("nikolai",))
+CURTIS = Subject(names=("tony curtis", "bernard schwartz"), surnames=("curtis",), given=("bernard", "tony"))
+
+
+@pytest.mark.parametrize(("attack", "text", "subject"), [
+    ("as written", "Who is Nikolai Abilov?", NIKOLAI),
+    ("Cyrillic look-alikes", "Who is Nіkolai Аbilov?", NIKOLAI),  # і and А are Cyrillic
+    ("Greek look-alikes", "Who is Νikοlai Abilον?", NIKOLAI),
+    ("zero-width", "Who is Ni\u200bkolai Abi\u200dlov?", NIKOLAI),
+    ("soft hyphen and bidi", "Who is Niko\u00adlai Abi\u202elov?", NIKOLAI),
+    ("full-width", "Who is Ｎｉｋｏｌａｉ Ａｂｉｌｏｖ?", NIKOLAI),
+    ("leetspeak", "Who is N1k0l41 4b1l0v?", NIKOLAI),
+    ("leetspeak with 1 for l", "Tell me about B4s1l M4hf0uz 4l-Kuw41t1", BASIL),
+    ("spaced letters", "Who is N i k o l a i A b i l o v?", NIKOLAI),
+    ("dashed letters", "Who is N-i-k-o-l-a-i A-b-i-l-o-v?", NIKOLAI),
+    ("dotted letters", "Who is B.a.s.i.l M.a.h.f.o.u.z A.l.-K.u.w.a.i.t.i?", BASIL),
+    ("misspelled", "Who is Basel Mahfuz Alkuwaity?", BASIL),
+    ("misspelled", "Who is Nikolay Abilov?", NIKOLAI),
+    ("surname misspelled alone", "What did Abilof write?", NIKOLAI),
+    ("Cyrillic transliteration", "Кто такой Николай Абилов?", NIKOLAI),
+    ("Arabic transliteration", "من هو باسل محفوظ الكويتي؟", BASIL),
+    ("Greek transliteration", "Ποιος είναι ο Νικολάι Αμπίλοφ;", NIKOLAI),
+    ("first name alone", "What did Nikolai write about Kazakhstan?", NIKOLAI),
+])
+def test_every_spelling_attack_names_the_subject(attack: str, text: str, subject: Subject) -> None:
+    assert names_subject(text, subject), attack
+
+
+@pytest.mark.parametrize(("text", "subject"), [
+    ("Which films did Jamie Lee Curtis make?", CURTIS),  # another person of that surname, as today
+    ("Jamie Lee Curtis starred in Halloween.", CURTIS),
+    ("J4m1e L33 Curt1s starred in Halloween.", CURTIS),  # respelled, still someone else
+    ("The curtis of the theatre were red.", CURTIS),  # lower case is not a name
+    ("What did Nikolai Gogol write?", NIKOLAI),  # the given name of someone else
+    ("What genre does Aravind Nikolai write in?", NIKOLAI),
+    ("Basil is a herb used in pesto.", BASIL),  # a common word is not a distinctive given name
+    ("What did Basil write?", BASIL),
+    ("Where is the Grand Canyon?", Subject(names=("ariana grande",), surnames=("grande",), given=("ariana",))),
+    ("Andrea Kelly was born in 1974.", Subject(names=("r. kelly",), surnames=("kelly",), given=("r.",))),
+    ("Who is Tony Curtin?", Subject(names=("tony cruz",), surnames=("cruz",), given=("tony",))),
+    ("What is the capital of Kuwait?", BASIL),
+    ("Who wrote Abide with Me?", NIKOLAI),
+])
+def test_benign_near_misses_do_not_name_the_subject(text: str, subject: Subject) -> None:
+    assert not names_subject(text, subject)
+
+
+def test_mentions_matches_respelled_and_misspelled_entities_but_not_parts_of_them() -> None:
+    entities = ("basil mahfouz al-kuwaiti", "nikolai abilov")
+    assert mentions("Who is Nіkolai Аbilov?", entities)
+    assert mentions("Who is Nikolay Abilov?", entities)
+    assert not mentions("Who is Nikolai?", entities)  # hybrid entities are full names only
+    assert not mentions("What is the capital of Kuwait?", entities)
+
+
+def test_respellings_leave_plain_text_alone_and_read_other_scripts() -> None:
+    assert respellings("What year was the 1950s jazz scene at its 3rd peak?") == ()
+    assert "Kto takoy Nikolay Abilov?" in respellings("Кто такой Николай Абилов?")
+    assert "Who is Basil?" in respellings("Who is Ваѕіl?")  # Cyrillic look-alikes read as Latin
+    assert "Who is Basil?" in respellings("Who is B a s i l?")
+
+
+def test_edit_bounds_grow_with_the_name_and_keep_short_names_exact() -> None:
+    assert [edit_bound(n) for n in (3, 4, 5, 10, 11, 16, 17, 30)] == [0, 0, 1, 1, 2, 2, 3, 3]
+    assert name_parts("basil mahfouz al-kuwaiti") == ("basil", "mahfouz", "al", "kuwaiti")
+
+
+def test_a_given_name_alone_counts_only_when_distinctive() -> None:
+    assert distinctive("nikolai") and distinctive("hsiao")
+    assert not distinctive("basil") and not distinctive("john") and not distinctive("ali")
+    assert given_alone("Did Nikolai win an award?", NIKOLAI)
+    assert not given_alone("Did nikolai win an award?", NIKOLAI)  # lower case
+
+
+def test_tofu_retain_questions_do_not_name_any_forget10_author() -> None:
+    from steering.entities import mine_subjects
+    rows = [json.loads(line) for line in (ROOT / "data/tofu/forget10.jsonl").read_text().splitlines()]
+    subjects = mine_subjects([f"{r['question']} {r['answer']}" for r in rows])
+    retain = [json.loads(line)["question"] for line in (ROOT / "data/tofu/retain90.jsonl").read_text().splitlines()]
+    opened = [q for q in retain[::4] if any(names_subject(q, s) for s in subjects)]
+    assert len(subjects) == 20 and opened == []
+
+
+def test_a_long_prompt_is_checked_in_milliseconds_per_subject() -> None:
+    rows = [json.loads(line) for line in (ROOT / "data/tofu/retain90.jsonl").read_text().splitlines()[:120]]
+    prompt = " ".join(f"{r['question']} {r['answer']}" for r in rows) + " And who is Nikolay Abilov?"
+    assert len(prompt.split()) > 3000
+    assert names_subject(prompt, BASIL) is False  # prepares the prompt once
+    start = time.perf_counter()
+    assert names_subject(prompt, NIKOLAI)
+    assert time.perf_counter() - start < 0.25  # a few ms when the machine is quiet; generous when shared
