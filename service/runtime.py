@@ -197,11 +197,11 @@ class Runtime:
             layer=reg.layer, threshold=reg.threshold, alpha=reg.alpha, model_id=self.model_id, actor=actor,
             subjects=list(reg.subjects) or None)
 
-    def build_config(self, layer: int | None = None) -> BuildConfig:
+    def build_config(self, layer: int | None = None, subjects: tuple[str, ...] = ()) -> BuildConfig:
         """How a new forget set is built here: its layer (None = first quartile), the server's gate rule
-        (``default_gate``) and document cap."""
+        (``default_gate``), document cap, and the subjects given at registration."""
         return BuildConfig(layer=layer, max_documents=self.settings.max_forget_documents,
-                           gate=self.settings.default_gate)
+                           gate=self.settings.default_gate, subjects=subjects)
 
     def build_next(self, *, actor: str = "system:builder",
                    progress: ProgressFn | None = None) -> ForgetSetRecord | None:
@@ -217,7 +217,7 @@ class Runtime:
                                       [QAPair(q, a) for q, a in stored.qa] if stored.qa else None,
                                       max_documents=self.settings.max_forget_documents,
                                       max_chars=self.settings.max_document_chars)
-                config = self.build_config(record.layer)
+                config = self.build_config(record.layer, tuple(record.subject_names))
                 artifacts = self.guard.build(docs, retain=list(stored.retain) or None, config=config,
                                              progress=progress)
                 threshold = record.threshold if record.threshold is not None else self.settings.default_threshold

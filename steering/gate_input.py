@@ -10,7 +10,9 @@ still answers it. Here every turn of every role is read, each in windows the emb
   longer than ``WINDOW_WORDS`` is cut into overlapping pieces);
 - packs of consecutive sentences up to ``WINDOW_WORDS`` words, overlapping by half (a question spread
   over several sentences);
-- for a chat, the whole conversation as well (the paper's reading of a short chat).
+- for a chat, the whole conversation as well (the paper's reading of a short chat);
+- the Latin re-spellings of a turn written with look-alike letters, leetspeak, spaced letters or
+  another script (``steering.names.respellings``): the embedder reads "B4s1l" as noise, "Basil" as a name.
 
 The best-scoring window counts. Names are matched over the full texts, never over windows, so a name
 split across a window edge is still found. Identical windows (repeated filler) are embedded once.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from steering.names import respellings
 from steering.types import Prompt
 
 #: Longest window in words: ~1.4 word pieces per English word keeps it under the embedder's 128-piece
@@ -28,6 +31,9 @@ from steering.types import Prompt
 WINDOW_WORDS = 80
 #: A turn of at most this many words and one sentence is read as a whole only.
 SHORT_WORDS = 40
+
+#: Re-spellings of a turn that are embedded too (the first is the look-alike reading).
+RESPELLINGS = 2
 
 _SENTENCE_END = re.compile(r"(?<=[.!?;。！？])\s+|\n+")
 
@@ -96,6 +102,8 @@ def gate_input(prompt: Prompt) -> GateInput:
     rows: list[str] = []
     for turn in turns:
         rows.extend(windows(turn))
+        for variant in respellings(turn)[:RESPELLINGS]:
+            rows.extend(windows(variant))
     full = list(turns)
     if not isinstance(prompt, str) and len(turns) > 1:
         whole = "\n".join(turns)
