@@ -1,0 +1,384 @@
+"""Leak check: does a generated answer reveal a forget set's content? Run on every answer before it
+leaves, steered or not (guardit's addition to GUARD-IT, arXiv 2605.12765).
+
+A ``LeakProfile`` is mined once per forget set: one unit per QA pair or document, each with the
+specific facts it states (names, titles, numbers, dates, rare words and phrases: rare relative to
+common English, ``data/common_english.txt``, and to the neutral corpus) and the set's subjects.
+An answer leaks a unit when it adds (says, the prompt did not) facts of that unit worth 1.0:
+- a strong fact alone (weight 1.0): a name or title with a word outside common English
+  ("Mahfouz", "Wapakoneta"), a quoted title of two or more words, a full date, a QA answer of
+  three or more content words;
+- weak facts (0.5: a year or other number, a name of common words, a rare word or phrase, a
+  subject's name) only together: two of the unit's items present in prompt + answer, one of them
+  said by the answer. A year alone is weak; a year with the subject's name, or after a prompt
+  naming the subject, is a leak. A subject's name alone is not (a neighbour answer may mention it).
+- QA answers of any length: the answer's content words (question words left out), weighted by
+  rarity, recalled at >= 0.6 and worth >= 1.0 (a reworded long answer).
+- optionally the answer's embedding close to a unit's (>= ``embed_threshold``), and closer than
+  the prompt's: counts as one weak item.
+Facts that only appear in the prompt never count as said by the answer. Verdict evidence quotes
+forget-set facts: never log it above DEBUG.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from steering.entities import fold
+from steering.forget_set import ForgetDocuments, QAPair
+
+EmbedFn = Callable[[Sequence[str]], Any]  # texts -> [n, d_embed] unit vectors
+
+STRONG, WEAK = 1.0, 0.5
+#: Common-English rank from which a word is specific (about the 10,000 most frequent are not).
+RARE_RANK = 10000
+_STOP = frozenset("""a an the this that these those what who whom whose which when where why how is are was were be been
+being did does do has have had can could would should will may might in on at of for from by with about as and or but if
+then so to into onto over under than also not no his her hers he she it its they them their there here i you we our your
+my me him us one two three four five six seven eight nine ten some any all each both other such very more most many much
+only own same just well""".split())
+_CONNECT = frozenset("of the de du da di al el la le von van der den bin ibn del y".split())
+_MONTHS = ("january february march april may june july august september october november december").split()
+_TOKEN = re.compile(r"\w+")
+_NAME = re.compile(r"[A-Z][\w\-]*(?:'[A-Z][\w\-]*)?(?:\s+(?:(?:of|the|de|du|da|di|al|el|la|le|von|van|der|den|bin|ibn|del|y)"
+                   r"\s+)*(?:[A-Z][\w\-]*|\d+))*")
+_TITLE = re.compile(r"(?:(?<=\s)|^|(?<=\())['\"“‘]([A-Z][^'\"”’\n]{2,80}?)[.,]?['\"”’]")
+_NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?![\w])")
+_DATE_DMY = re.compile(r"\b(\d{1,2})(?:st|nd|rd|th)?\s+(" + "|".join(_MONTHS) + r"),?\s+(\d{4})\b", re.I)
+_DATE_MDY = re.compile(r"\b(" + "|".join(_MONTHS) + r")\s+(\d{1,2})(?:st|nd|rd|th)?,?\s+(\d{4})\b", re.I)
+
+
+@lru_cache(maxsize=1)
+def _ranks() -> dict[str, int]:
+    text = resources.files("steering").joinpath("data/common_english.txt").read_text(encoding="utf-8")
+    words = [w for w in text.splitlines() if w and not w.startswith("#")]
+    return {w: i for i, w in enumerate(words)}
+
+
+@lru_cache(maxsize=1)
+def _neutral() -> frozenset[str]:
+    text = resources.files("steering").joinpath("data/neutral_corpus.txt").read_text(encoding="utf-8")
+    return frozenset(_TOKEN.findall(fold(text)))
+
+
+@lru_cache(maxsize=1)
+def _neutral_lines() -> tuple[str, ...]:
+    text = resources.files("steering").joinpath("data/neutral_corpus.txt").read_text(encoding="utf-8")
+    return tuple(norm(line) for line in text.splitlines() if line.strip())
+
+
+def rank(word: str) -> int | None:
+    """Frequency rank of a folded word in common English (0 = most common), None when not among
+    the 30,000 listed."""
+    return _ranks().get(word)
+
+
+def _rare(word: str, limit: int = RARE_RANK) -> bool:
+    r = rank(word)
+    return not word.isdigit() and (r is None or r >= limit)
+
+
+def norm(text: str) -> str:
+    """Folded word tokens joined by single spaces; dates as "d month yyyy", "1,000" as "1000"."""
+    text = _DATE_MDY.sub(lambda m: f"{m.group(2)} {m.group(1)} {m.group(3)}", text)
+    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
+    return " ".join(_TOKEN.findall(fold(text)))
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One item of a unit: ``text`` (normalised, see ``norm``), its ``kind`` and ``weight``."""
+
+    text: str
+    kind: str
+    weight: float
+
+
+@dataclass(frozen=True)
+class LeakUnit:
+    """What one QA pair or document says: its facts, and for QA the answer and question."""
+
+    facts: tuple[Fact, ...]
+    answer: str = ""
+    question: str = ""
+    embedding: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class LeakProfile:
+    """Everything the leak check needs about one forget set (stored with its artifacts)."""
+
+    kind: str
+    units: tuple[LeakUnit, ...]
+    subjects: tuple[str, ...] = ()
+    embed_threshold: float = 0.8
+    version: int = 1
+
+    def to_json(self) -> str:
+        """A JSON document; ``from_json`` restores an equal profile."""
+        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> LeakProfile:
+        """Inverse of ``to_json``."""
+        raw = json.loads(text)
+        units = tuple(LeakUnit(tuple(Fact(**f) for f in u["facts"]), u["answer"], u["question"],
+                               tuple(u["embedding"])) for u in raw["units"])
+        return cls(raw["kind"], units, tuple(raw["subjects"]), float(raw["embed_threshold"]), int(raw["version"]))
+
+
+@dataclass(frozen=True)
+class LeakVerdict:
+    """The leak check's answer: ``score`` >= 1.0 is a leak; ``evidence`` lists the facts said."""
+
+    leaked: bool
+    reason: str
+    evidence: tuple[str, ...] = field(default=())
+    score: float = 0.0
+
+
+def _name_weight(words: Sequence[str]) -> float:
+    core = [w for w in words if w not in _CONNECT]
+    if any(w.isdigit() for w in core) and len(core) >= 2:
+        return WEAK
+    if any(rank(w) is None and not w.isdigit() for w in core) or sum(_rare(w) for w in core) >= 2:
+        return STRONG
+    return WEAK
+
+
+def mine_facts(text: str, *, subjects: Iterable[str] = ()) -> list[Fact]:
+    """The specific facts one text states (see the module docstring for kinds and weights)."""
+    facts: dict[str, Fact] = {}
+
+    def add(raw: str, kind: str, weight: float) -> None:
+        key = norm(raw)
+        if key and (key not in facts or facts[key].weight < weight):
+            facts[key] = Fact(key, kind, weight)
+
+    for title in _TITLE.findall(text):
+        if len(norm(title).split()) >= 2:
+            add(title, "title", STRONG)
+    for m in list(_DATE_DMY.finditer(text)) + list(_DATE_MDY.finditer(text)):
+        add(m.group(0), "date", STRONG)
+    for num in _NUMBER.findall(text):
+        digits = num.replace(",", "")
+        if len(digits.split(".")[0]) >= 3 or "." in digits:  # a day or a small count says little
+            add(digits, "number", WEAK)
+    for m in _NAME.finditer(text):
+        words = norm(m.group(0)).split()
+        while words and (words[0] in _STOP or words[0] in _CONNECT):
+            words = words[1:]
+        while words and words[-1] in _CONNECT:
+            words = words[:-1]
+        at_start = re.search(r"(?:^|[.!?:;]\s+|\n)[\"'(“]?$", text[: m.start()]) is not None
+        if not words or words[0] in _MONTHS or (len(words) == 1 and (
+                len(words[0]) < 3 or words[0].isdigit() or (at_start and not _rare(words[0])))):
+            continue
+        add(" ".join(words), "name", _name_weight(words))
+        rest = words[1:]
+        while rest and (rest[0] in _STOP or rest[0] in _CONNECT):
+            rest = rest[1:]
+        if at_start and rest:  # "Author Basil Mahfouz ...": the first word may not be the name's
+            add(" ".join(rest), "name", _name_weight(rest))
+    neutral = " ".join(_neutral_lines())
+    for segment in re.split(r"[.,;:!?()\[\]\"“”]", text):
+        tokens = _TOKEN.findall(segment)
+        for w in tokens:
+            f = fold(w)
+            if w[:1].islower() and f not in _STOP and len(f) >= 4 and _rare(f) and f not in _neutral():
+                add(f, "word", WEAK)
+        for a, b in zip(tokens, tokens[1:]):
+            fa, fb = fold(a), fold(b)
+            if a[:1].islower() and b[:1].islower() and fa not in _STOP and fb not in _STOP \
+                    and min(len(fa), len(fb)) > 2 and (_rare(fa, 3000) or _rare(fb, 3000)) \
+                    and f" {fa} {fb} " not in f" {neutral} ":
+                add(f"{fa} {fb}", "phrase", WEAK)
+    forms = [f" {norm(s)} " for s in subjects]
+    # A name that holds a subject's name ("author basil mahfouz al kuwaiti") is the subject.
+    return [f for key, f in facts.items()
+            if not (f.kind == "name" and any(form in f" {key} " for form in forms))]
+
+
+def mine_subjects(texts: Sequence[str], *, share: float = 0.3) -> list[str]:
+    """Names (see ``mine_facts``) that at least ``share`` of the texts (and two) mention."""
+    counts: dict[str, int] = {}
+    for text in texts:
+        for f in {f.text for f in mine_facts(text) if f.kind == "name"}:
+            counts[f] = counts.get(f, 0) + 1
+    need = max(2.0, share * len(texts))
+    return sorted((n for n, c in counts.items() if c >= need), key=lambda n: (-counts[n], n))
+
+
+def _subject_forms(subjects: Iterable[str]) -> list[str]:
+    """Each subject name, and its last word alone when that word is specific ("einstein")."""
+    forms: dict[str, None] = {}
+    for s in subjects:
+        words = norm(s).split()
+        if words and len(" ".join(words)) >= 3:
+            forms[" ".join(words)] = None
+            if len(words) >= 2 and len(words[-1]) >= 4 and _rare(words[-1], 5000):
+                forms[words[-1]] = None
+    return list(forms)
+
+
+def build_leak_profile(docs: ForgetDocuments | Sequence[str] | Sequence[QAPair], *,
+                       subjects: Sequence[str] = (), embed: EmbedFn | None = None,
+                       embed_threshold: float = 0.8) -> LeakProfile:
+    """Mine a forget set's leak profile (once, at build time).
+
+    Args:
+        docs: the set's documents (``ForgetDocuments``, plain texts or QA pairs).
+        subjects: names the set is about, given at registration; mined names are added.
+        embed: optional sentence embedder (texts -> unit vectors) for the similarity item.
+        embed_threshold: cosine from which an answer is "about" a unit.
+    """
+    if not isinstance(docs, ForgetDocuments):
+        items = list(docs)
+        docs = ForgetDocuments(qa=tuple(items)) if items and isinstance(items[0], QAPair) \
+            else ForgetDocuments(documents=tuple(str(t) for t in items))
+    texts = [f"{p.question} {p.answer}" for p in docs.qa] if docs.qa else list(docs.documents)
+    subj = _subject_forms([*subjects, *mine_subjects(texts)])
+    vectors = np.asarray(embed(texts), dtype=np.float32) if embed is not None else None
+    units = []
+    for i, text in enumerate(texts):
+        emb = tuple(round(float(x), 5) for x in vectors[i]) if vectors is not None else ()
+        if docs.qa:
+            pair = docs.qa[i]
+            facts = mine_facts(pair.answer, subjects=subj)
+            facts += [f for f in mine_facts(pair.question, subjects=subj) if f.kind in ("name", "title")]
+            ans = norm(pair.answer)
+            content = [w for w in ans.split() if w not in _STOP]
+            if content and all(f.text != ans for f in facts):
+                weight = STRONG if len(content) >= 3 or any(_rare(w) for w in content) else WEAK
+                facts.append(Fact(ans, "answer", weight))
+            units.append(LeakUnit(tuple(_unique(facts)), ans, norm(pair.question), emb))
+        else:
+            units.append(LeakUnit(tuple(mine_facts(text, subjects=subj)), embedding=emb))
+    return LeakProfile(docs.kind, tuple(units), tuple(subj), embed_threshold)
+
+
+def _unique(facts: Iterable[Fact]) -> list[Fact]:
+    best: dict[str, Fact] = {}
+    for f in facts:
+        if f.text not in best or best[f.text].weight < f.weight:
+            best[f.text] = f
+    return list(best.values())
+
+
+def _present(fact: str, padded: str) -> bool:
+    return f" {fact} " in padded
+
+
+def _distinct(found: list[Fact]) -> list[Fact]:
+    """Found items, longest first, without those inside a longer one ("relativity" in
+    "special relativity" counts once)."""
+    kept: list[Fact] = []
+    for f in sorted(found, key=lambda f: (-len(f.text), -f.weight)):
+        if not any(_present(f.text, f" {k.text} ") for k in kept):
+            kept.append(f)
+    return kept
+
+
+def _overlap(unit: LeakUnit, out_words: set[str], prompt_words: set[str]) -> tuple[float, float]:
+    """(recall, matched weight) of the QA answer's content words the output says."""
+    skip = set(unit.question.split()) | prompt_words | _STOP
+    weights = {w: (WEAK if w.isdigit() else STRONG if _rare(w) else WEAK if _rare(w, 3000) else 0.25)
+               for w in unit.answer.split() if w not in skip}
+    total = sum(weights.values())
+    matched = sum(v for w, v in weights.items() if w in out_words)
+    return (matched / total if total else 0.0), matched
+
+
+def check_output(profile: LeakProfile, answer: str, *, prompt: str | None = None,
+                 embed: EmbedFn | None = None) -> LeakVerdict:
+    """Does ``answer`` reveal the forget set of ``profile``?
+
+    Args:
+        profile: the set's profile (``build_leak_profile``).
+        answer: the generated text.
+        prompt: everything the user sent (flattened chat); facts in it are not the answer's.
+        embed: the embedder the profile was built with, for the similarity item.
+    """
+    out_norm, prompt_norm = norm(answer), norm(prompt or "")
+    out_pad, prompt_pad = f" {out_norm} ", f" {prompt_norm} "
+    out_words, prompt_words = set(out_norm.split()), set(prompt_norm.split())
+    subjects = [Fact(s, "subject", WEAK) for s in profile.subjects]
+    sims = _similarities(profile, answer, prompt, embed)
+    best = LeakVerdict(False, "no fact of the set in the answer")
+    for i, unit in enumerate(profile.units):
+        items = [*unit.facts, *subjects]
+        new = _distinct([f for f in items if _present(f.text, out_pad) and not _present(f.text, prompt_pad)])
+        given = _distinct([f for f in items if _present(f.text, prompt_pad)])
+        if sims is not None and sims[0][i] >= profile.embed_threshold and sims[0][i] > sims[1][i]:
+            new.append(Fact(f"similarity {sims[0][i]:.2f}", "embedding", WEAK))
+        if not new and not unit.answer:
+            continue
+        said = sum(f.weight for f in new)
+        score = said + (WEAK if given and new else 0.0)
+        reason = ""
+        if said >= STRONG:
+            reason = "the answer states facts of the set"
+        elif new and len(new) + len(given) >= 2 and score >= STRONG:
+            reason = "the answer adds a fact to the set's subject or facts"
+        if unit.answer:
+            recall, matched = _overlap(unit, out_words, prompt_words)
+            if recall >= 0.6 and matched >= STRONG:
+                score = max(score, 1.0 + recall)
+                reason = reason or f"the answer rewords a forgotten answer (recall {recall:.2f})"
+        if score > best.score:
+            evidence = tuple(f.text for f in new) + tuple(f"prompt: {f.text}" for f in given)
+            best = LeakVerdict(bool(reason), reason or "facts of the set, too weak alone", evidence, round(score, 3))
+        if best.leaked and best.score >= 2.0:
+            break
+    return best
+
+
+def _similarities(profile: LeakProfile, answer: str, prompt: str | None,
+                  embed: EmbedFn | None) -> tuple[np.ndarray, np.ndarray] | None:
+    if embed is None or not profile.units or not profile.units[0].embedding:
+        return None
+    units = np.asarray([u.embedding for u in profile.units], dtype=np.float32)  # [n_units, d_embed]
+    vecs = np.asarray(embed([answer, prompt or ""]), dtype=np.float32)  # [2, d_embed]
+    sims = vecs @ units.T  # [2, n_units]
+    return sims[0], sims[1]
+
+
+_KIND_ORDER = ("date", "title", "name", "number", "answer", "word", "phrase")
+
+
+def _surface(fact: str, sentence: str) -> str | None:
+    """The words of ``fact`` (normalised) as the sentence writes them, or None."""
+    folded = fold(sentence)
+    pattern = r"(?<!\w)" + r"\W+".join(re.escape(w) for w in fact.split()) + r"(?!\w)"
+    m = re.search(pattern, folded)
+    if m is None or len(folded) != len(sentence):
+        return None
+    return sentence[m.start() : m.end()]
+
+
+def cloze_facts(docs: ForgetDocuments, *, subjects: Sequence[str] = ()) -> list[tuple[int, str, str]]:
+    """One ``(document index, sentence, fact)`` per document of a text set: its most specific fact
+    (date, title, name, number, then rare words) as the sentence writes it, for cloze probes."""
+    forms = _subject_forms([*subjects, *mine_subjects(list(docs.documents))])
+    out: list[tuple[int, str, str]] = []
+    for i, doc in enumerate(docs.documents):
+        best: tuple[float, int, int, str, str] | None = None
+        for sentence in re.split(r"(?<=[.!?])\s+", doc):
+            for f in mine_facts(sentence, subjects=forms):
+                surface = _surface(f.text, sentence)
+                if surface is None:
+                    continue
+                key = (f.weight, -_KIND_ORDER.index(f.kind), len(f.text), sentence, surface)
+                if best is None or key[:3] > best[:3]:
+                    best = key
+        if best is not None:
+            out.append((i, best[3], best[4]))
+    return out
