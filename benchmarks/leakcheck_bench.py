@@ -7,7 +7,7 @@ model knows (``steering/data/leak_topics.json``) as text forget sets, with the m
 their forget questions (positives where the answer shows the fact) and to neighbour questions.
 Generations are cached in a JSON file so the checker can be re-measured without the model.
 
-Usage: python benchmarks/leakcheck_bench.py [--cache guardit-data/leakcheck_outputs.json] [--retain 120]
+Usage: python benchmarks/leakcheck_bench.py [--cache guardit-data/leakcheck_outputs.json] [--retain 80]
        [--embed]
 """
 
@@ -32,8 +32,8 @@ TOPICS = Path(__file__).resolve().parents[1] / "steering" / "data" / "leak_topic
 MAX_NEW_TOKENS = 32
 
 
-def _generate(questions: Sequence[str], batch_size: int = 32) -> list[str]:
-    """Greedy answers of the embedded model, unsteered."""
+def _generator() -> Callable[[Sequence[str]], list[str]]:
+    """Greedy answers of the embedded model, unsteered, batched."""
     from steering import EMBEDDED_MODEL, Guard, load_embedder, load_model
     from steering.guard import SamplingParams
 
@@ -42,12 +42,14 @@ def _generate(questions: Sequence[str], batch_size: int = 32) -> list[str]:
     loaded = load_model(EMBEDDED_MODEL, cache_dir=cache)
     guard = Guard(loaded.model, loaded.tokenizer, load_embedder())
     params = SamplingParams(max_new_tokens=MAX_NEW_TOKENS)
-    out: list[str] = []
-    for start in range(0, len(questions), batch_size):
-        chunk = [[{"role": "user", "content": q}] for q in questions[start : start + batch_size]]
-        out.extend(g.text for g in guard.generate(chunk, params, steer=False))
-        print(f"generated {len(out)}/{len(questions)}", flush=True)  # noqa: T201
-    return out
+
+    def generate(questions: Sequence[str], batch_size: int = 32) -> list[str]:
+        out: list[str] = []
+        for start in range(0, len(questions), batch_size):
+            chunk = [[{"role": "user", "content": q}] for q in questions[start : start + batch_size]]
+            out.extend(g.text for g in guard.generate(chunk, params, steer=False))
+        return out
+    return generate
 
 
 def questions(n_retain: int) -> dict[str, list[dict[str, str]]]:
@@ -55,29 +57,32 @@ def questions(n_retain: int) -> dict[str, list[dict[str, str]]]:
     topics = json.loads(TOPICS.read_text(encoding="utf-8"))["topics"]
     retain = tofu("retain90")
     sample = random.Random(0).sample(range(len(retain)), n_retain)
-    sets: dict[str, list[dict[str, str]]] = {
-        "retain90": [{"question": retain[i]["question"], "answer": retain[i]["answer"]} for i in sample],
-        "world_facts": [{"question": r["question"], "answer": r["answer"]} for r in tofu("world_facts")],
-        "real_authors": [{"question": r["question"], "answer": r["answer"]} for r in tofu("real_authors")],
-    }
+    sets: dict[str, list[dict[str, str]]] = {}
     for t in topics:
-        sets[f"topic:{t['name']}"] = list(t["questions"])
-        sets[f"neighbour:{t['name']}"] = list(t["neighbours"])
+        sets[f"topic:{t['name']}"] = [dict(r) for r in t["questions"]]
+        sets[f"neighbour:{t['name']}"] = [dict(r) for r in t["neighbours"]]
+    sets["world_facts"] = [{"question": r["question"], "answer": r["answer"]} for r in tofu("world_facts")]
+    sets["retain90"] = [{"question": retain[i]["question"], "answer": retain[i]["answer"]} for i in sample]
+    sets["real_authors"] = [{"question": r["question"], "answer": r["answer"]} for r in tofu("real_authors")]
     return sets
 
 
 def load_outputs(cache: Path, n_retain: int) -> dict[str, list[dict[str, str]]]:
-    """Every question set with the model's ``output`` per row (generated once, then cached)."""
-    if cache.is_file():
-        return dict(json.loads(cache.read_text(encoding="utf-8")))
-    sets = questions(n_retain)
-    flat = [(name, row) for name, rows in sets.items() for row in rows]
-    texts = _generate([row["question"] for _, row in flat])
-    for (_, row), text in zip(flat, texts, strict=True):
-        row["output"] = text
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    cache.write_text(json.dumps(sets, indent=1), encoding="utf-8")
-    return sets
+    """Every question set with the model's ``output`` per row (generated once, set by set, and
+    cached after each set so an interrupted run keeps what it has)."""
+    done: dict[str, list[dict[str, str]]] = (
+        dict(json.loads(cache.read_text(encoding="utf-8"))) if cache.is_file() else {})
+    todo = {k: v for k, v in questions(n_retain).items() if k not in done}
+    if todo:
+        generate = _generator()
+        for name, rows in todo.items():
+            for row, text in zip(rows, generate([r["question"] for r in rows]), strict=True):
+                row["output"] = text
+            done[name] = rows
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps(done, indent=1), encoding="utf-8")
+            print(f"generated {name}: {len(rows)}", flush=True)  # noqa: T201
+    return done
 
 
 def rate(profile: LeakProfile, rows: Sequence[dict[str, str]], field: str,
@@ -104,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Print the TP/FP table."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cache", type=Path, default=Path("guardit-data/leakcheck_outputs.json"))
-    parser.add_argument("--retain", type=int, default=120)
+    parser.add_argument("--retain", type=int, default=80)
     parser.add_argument("--embed", action="store_true", help="also use embedding similarity")
     parser.add_argument("--examples", action="store_true", help="print flagged false positives")
     args = parser.parse_args(argv)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -45,6 +45,11 @@ being did does do has have had can could would should will may might in on at of
 then so to into onto over under than also not no his her hers he she it its they them their there here i you we our your
 my me him us one two three four five six seven eight nine ten some any all each both other such very more most many much
 only own same just well""".split())
+#: Kinds that name something: they anchor weak facts ("1969" next to a name is specific).
+_ENTITY = frozenset({"subject", "name", "title", "date", "number", "answer", "embedding"})
+#: Weak kinds that tie other weak facts together: "Kuwait City" with a year or with the subject is
+#: a fact of the set; two place names ("Seoul, South Korea") alone could be anyone's.
+_WHEN_WHO = frozenset({"subject", "date", "number", "embedding"})
 _CONNECT = frozenset("of the de du da di al el la le von van der den bin ibn del y".split())
 _MONTHS = ("january february march april may june july august september october november december").split()
 _TOKEN = re.compile(r"\w+")
@@ -182,7 +187,9 @@ def mine_facts(text: str, *, subjects: Iterable[str] = ()) -> list[Fact]:
         if not words or words[0] in _MONTHS or (len(words) == 1 and (
                 len(words[0]) < 3 or words[0].isdigit() or (at_start and not _rare(words[0])))):
             continue
-        add(" ".join(words), "name", _name_weight(words))
+        # A common word capitalised ("Literature", "Moon") names nothing specific.
+        single_common = len(words) == 1 and not _rare(words[0])
+        add(" ".join(words), "word" if single_common else "name", _name_weight(words))
         rest = words[1:]
         while rest and (rest[0] in _STOP or rest[0] in _CONNECT):
             rest = rest[1:]
@@ -262,7 +269,20 @@ def build_leak_profile(docs: ForgetDocuments | Sequence[str] | Sequence[QAPair],
             units.append(LeakUnit(tuple(_unique(facts)), ans, norm(pair.question), emb))
         else:
             units.append(LeakUnit(tuple(mine_facts(text, subjects=subj)), embedding=emb))
-    return LeakProfile(docs.kind, tuple(units), tuple(subj), embed_threshold)
+    return LeakProfile(docs.kind, tuple(_demote_topics(units)), tuple(subj), embed_threshold)
+
+
+def _demote_topics(units: list[LeakUnit], share: float = 0.02) -> list[LeakUnit]:
+    """Facts that many units state ("lgbtq" in a set about an LGBTQ author, "narratives") are the
+    set's topic or style, not one document's fact: weak and never an anchor (kind ``topic``)."""
+    df: dict[str, int] = {}
+    for u in units:
+        for f in u.facts:
+            df[f.text] = df.get(f.text, 0) + 1
+    need = max(3.0, share * len(units))
+    return [replace(u, facts=tuple(
+        Fact(f.text, "topic", WEAK) if df[f.text] >= need and f.kind not in ("date", "title", "answer") else f
+        for f in u.facts)) for u in units]
 
 
 def _unique(facts: Iterable[Fact]) -> list[Fact]:
@@ -287,14 +307,15 @@ def _distinct(found: list[Fact]) -> list[Fact]:
     return kept
 
 
-def _overlap(unit: LeakUnit, out_words: set[str], prompt_words: set[str]) -> tuple[float, float]:
-    """(recall, matched weight) of the QA answer's content words the output says."""
+def _overlap(unit: LeakUnit, out_words: set[str], prompt_words: set[str]) -> tuple[float, float, int]:
+    """(recall, matched weight, matched words) of the QA answer's content words (the question's and
+    the prompt's left out) that the output says, each weighted by rarity."""
     skip = set(unit.question.split()) | prompt_words | _STOP
     weights = {w: (WEAK if w.isdigit() else STRONG if _rare(w) else WEAK if _rare(w, 3000) else 0.25)
                for w in unit.answer.split() if w not in skip}
     total = sum(weights.values())
-    matched = sum(v for w, v in weights.items() if w in out_words)
-    return (matched / total if total else 0.0), matched
+    hits = [v for w, v in weights.items() if w in out_words]
+    return (sum(hits) / total if total else 0.0), sum(hits), len(hits)
 
 
 def check_output(profile: LeakProfile, answer: str, *, prompt: str | None = None,
@@ -322,18 +343,22 @@ def check_output(profile: LeakProfile, answer: str, *, prompt: str | None = None
         if not new and not unit.answer:
             continue
         said = sum(f.weight for f in new)
-        score = said + (WEAK if given and new else 0.0)
+        anchors = [f for f in given if f.kind in _ENTITY]
+        score = said + (WEAK if anchors and new else 0.0)
+        new_entity = any(f.kind in _ENTITY for f in new)
         reason = ""
-        if said >= STRONG:
-            reason = "the answer states facts of the set"
-        elif new and len(new) + len(given) >= 2 and score >= STRONG:
-            reason = "the answer adds a fact to the set's subject or facts"
+        if any(f.weight >= STRONG for f in new):
+            reason = "the answer states a specific fact of the set"
+        elif said >= STRONG and (len(new) >= 3 or any(f.kind in _WHEN_WHO for f in new)):
+            reason = "the answer states facts of the set together"
+        elif new and anchors and (new_entity or any(f.kind == "subject" or f.weight >= STRONG for f in anchors)):
+            reason = "the answer adds a fact to the set's subject or facts in the prompt"
         if unit.answer:
-            recall, matched = _overlap(unit, out_words, prompt_words)
-            if recall >= 0.6 and matched >= STRONG:
+            recall, matched, words = _overlap(unit, out_words, prompt_words)
+            if recall >= 0.6 and matched >= 1.5 and words >= 3:
                 score = max(score, 1.0 + recall)
                 reason = reason or f"the answer rewords a forgotten answer (recall {recall:.2f})"
-        if score > best.score:
+        if (bool(reason), score) > (best.leaked, best.score):
             evidence = tuple(f.text for f in new) + tuple(f"prompt: {f.text}" for f in given)
             best = LeakVerdict(bool(reason), reason or "facts of the set, too weak alone", evidence, round(score, 3))
         if best.leaked and best.score >= 2.0:
