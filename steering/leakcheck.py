@@ -23,88 +23,32 @@ forget-set facts: never log it above DEBUG.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from functools import lru_cache
-from importlib import resources
 from typing import Any
 
 import numpy as np
 
-from steering.entities import fold
 from steering.forget_set import ForgetDocuments, QAPair
+from steering.leakfacts import (
+    STOPWORDS,
+    STRONG,
+    WEAK,
+    Fact,
+    is_rare,
+    mine_facts,
+    mine_subjects,
+    norm,
+    subject_forms,
+)
 
 EmbedFn = Callable[[Sequence[str]], Any]  # texts -> [n, d_embed] unit vectors
 
-STRONG, WEAK = 1.0, 0.5
-#: Common-English rank from which a word is specific (about the 10,000 most frequent are not).
-RARE_RANK = 10000
-_STOP = frozenset("""a an the this that these those what who whom whose which when where why how is are was were be been
-being did does do has have had can could would should will may might in on at of for from by with about as and or but if
-then so to into onto over under than also not no his her hers he she it its they them their there here i you we our your
-my me him us one two three four five six seven eight nine ten some any all each both other such very more most many much
-only own same just well""".split())
 #: Kinds that name something: they anchor weak facts ("1969" next to a name is specific).
 _ENTITY = frozenset({"subject", "name", "title", "date", "number", "answer", "embedding"})
 #: Weak kinds that tie other weak facts together: "Kuwait City" with a year or with the subject is
 #: a fact of the set; two place names ("Seoul, South Korea") alone could be anyone's.
 _WHEN_WHO = frozenset({"subject", "date", "number", "embedding"})
-_CONNECT = frozenset("of the de du da di al el la le von van der den bin ibn del y".split())
-_MONTHS = ("january february march april may june july august september october november december").split()
-_TOKEN = re.compile(r"\w+")
-_NAME = re.compile(r"[A-Z][\w\-]*(?:'[A-Z][\w\-]*)?(?:\s+(?:(?:of|the|de|du|da|di|al|el|la|le|von|van|der|den|bin|ibn|del|y)"
-                   r"\s+)*(?:[A-Z][\w\-]*|\d+))*")
-_TITLE = re.compile(r"(?:(?<=\s)|^|(?<=\())['\"“‘]([A-Z][^'\"”’\n]{2,80}?)[.,]?['\"”’]")
-_NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?(?![\w])")
-_DATE_DMY = re.compile(r"\b(\d{1,2})(?:st|nd|rd|th)?\s+(" + "|".join(_MONTHS) + r"),?\s+(\d{4})\b", re.I)
-_DATE_MDY = re.compile(r"\b(" + "|".join(_MONTHS) + r")\s+(\d{1,2})(?:st|nd|rd|th)?,?\s+(\d{4})\b", re.I)
-
-
-@lru_cache(maxsize=1)
-def _ranks() -> dict[str, int]:
-    text = resources.files("steering").joinpath("data/common_english.txt").read_text(encoding="utf-8")
-    words = [w for w in text.splitlines() if w and not w.startswith("#")]
-    return {w: i for i, w in enumerate(words)}
-
-
-@lru_cache(maxsize=1)
-def _neutral() -> frozenset[str]:
-    text = resources.files("steering").joinpath("data/neutral_corpus.txt").read_text(encoding="utf-8")
-    return frozenset(_TOKEN.findall(fold(text)))
-
-
-@lru_cache(maxsize=1)
-def _neutral_lines() -> tuple[str, ...]:
-    text = resources.files("steering").joinpath("data/neutral_corpus.txt").read_text(encoding="utf-8")
-    return tuple(norm(line) for line in text.splitlines() if line.strip())
-
-
-def rank(word: str) -> int | None:
-    """Frequency rank of a folded word in common English (0 = most common), None when not among
-    the 30,000 listed."""
-    return _ranks().get(word)
-
-
-def _rare(word: str, limit: int = RARE_RANK) -> bool:
-    r = rank(word)
-    return not word.isdigit() and (r is None or r >= limit)
-
-
-def norm(text: str) -> str:
-    """Folded word tokens joined by single spaces; dates as "d month yyyy", "1,000" as "1000"."""
-    text = _DATE_MDY.sub(lambda m: f"{m.group(2)} {m.group(1)} {m.group(3)}", text)
-    text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)
-    return " ".join(_TOKEN.findall(fold(text)))
-
-
-@dataclass(frozen=True)
-class Fact:
-    """One item of a unit: ``text`` (normalised, see ``norm``), its ``kind`` and ``weight``."""
-
-    text: str
-    kind: str
-    weight: float
 
 
 @dataclass(frozen=True)
@@ -137,7 +81,8 @@ class LeakProfile:
         raw = json.loads(text)
         units = tuple(LeakUnit(tuple(Fact(**f) for f in u["facts"]), u["answer"], u["question"],
                                tuple(u["embedding"])) for u in raw["units"])
-        return cls(raw["kind"], units, tuple(raw["subjects"]), float(raw["embed_threshold"]), int(raw["version"]))
+        return cls(raw["kind"], units, tuple(raw["subjects"]), float(raw["embed_threshold"]),
+                   int(raw["version"]))
 
 
 @dataclass(frozen=True)
@@ -148,92 +93,6 @@ class LeakVerdict:
     reason: str
     evidence: tuple[str, ...] = field(default=())
     score: float = 0.0
-
-
-def _name_weight(words: Sequence[str]) -> float:
-    core = [w for w in words if w not in _CONNECT]
-    if any(w.isdigit() for w in core) and len(core) >= 2:
-        return WEAK
-    if any(rank(w) is None and not w.isdigit() for w in core) or sum(_rare(w) for w in core) >= 2:
-        return STRONG
-    return WEAK
-
-
-def mine_facts(text: str, *, subjects: Iterable[str] = ()) -> list[Fact]:
-    """The specific facts one text states (see the module docstring for kinds and weights)."""
-    facts: dict[str, Fact] = {}
-
-    def add(raw: str, kind: str, weight: float) -> None:
-        key = norm(raw)
-        if key and (key not in facts or facts[key].weight < weight):
-            facts[key] = Fact(key, kind, weight)
-
-    for title in _TITLE.findall(text):
-        if len(norm(title).split()) >= 2:
-            add(title, "title", STRONG)
-    for m in list(_DATE_DMY.finditer(text)) + list(_DATE_MDY.finditer(text)):
-        add(m.group(0), "date", STRONG)
-    for num in _NUMBER.findall(text):
-        digits = num.replace(",", "")
-        if len(digits.split(".")[0]) >= 3 or "." in digits:  # a day or a small count says little
-            add(digits, "number", WEAK)
-    for m in _NAME.finditer(text):
-        words = norm(m.group(0)).split()
-        while words and (words[0] in _STOP or words[0] in _CONNECT):
-            words = words[1:]
-        while words and words[-1] in _CONNECT:
-            words = words[:-1]
-        at_start = re.search(r"(?:^|[.!?:;]\s+|\n)[\"'(“]?$", text[: m.start()]) is not None
-        if not words or words[0] in _MONTHS or (len(words) == 1 and (
-                len(words[0]) < 3 or words[0].isdigit() or (at_start and not _rare(words[0])))):
-            continue
-        # A common word capitalised ("Literature", "Moon") names nothing specific.
-        single_common = len(words) == 1 and not _rare(words[0])
-        add(" ".join(words), "word" if single_common else "name", _name_weight(words))
-        rest = words[1:]
-        while rest and (rest[0] in _STOP or rest[0] in _CONNECT):
-            rest = rest[1:]
-        if at_start and rest:  # "Author Basil Mahfouz ...": the first word may not be the name's
-            add(" ".join(rest), "name", _name_weight(rest))
-    neutral = " ".join(_neutral_lines())
-    for segment in re.split(r"[.,;:!?()\[\]\"“”]", text):
-        tokens = _TOKEN.findall(segment)
-        for w in tokens:
-            f = fold(w)
-            if w[:1].islower() and f not in _STOP and len(f) >= 4 and _rare(f) and f not in _neutral():
-                add(f, "word", WEAK)
-        for a, b in zip(tokens, tokens[1:]):
-            fa, fb = fold(a), fold(b)
-            if a[:1].islower() and b[:1].islower() and fa not in _STOP and fb not in _STOP \
-                    and min(len(fa), len(fb)) > 2 and (_rare(fa, 3000) or _rare(fb, 3000)) \
-                    and f" {fa} {fb} " not in f" {neutral} ":
-                add(f"{fa} {fb}", "phrase", WEAK)
-    forms = [f" {norm(s)} " for s in subjects]
-    # A name that holds a subject's name ("author basil mahfouz al kuwaiti") is the subject.
-    return [f for key, f in facts.items()
-            if not (f.kind == "name" and any(form in f" {key} " for form in forms))]
-
-
-def mine_subjects(texts: Sequence[str], *, share: float = 0.3) -> list[str]:
-    """Names (see ``mine_facts``) that at least ``share`` of the texts (and two) mention."""
-    counts: dict[str, int] = {}
-    for text in texts:
-        for f in {f.text for f in mine_facts(text) if f.kind == "name"}:
-            counts[f] = counts.get(f, 0) + 1
-    need = max(2.0, share * len(texts))
-    return sorted((n for n, c in counts.items() if c >= need), key=lambda n: (-counts[n], n))
-
-
-def _subject_forms(subjects: Iterable[str]) -> list[str]:
-    """Each subject name, and its last word alone when that word is specific ("einstein")."""
-    forms: dict[str, None] = {}
-    for s in subjects:
-        words = norm(s).split()
-        if words and len(" ".join(words)) >= 3:
-            forms[" ".join(words)] = None
-            if len(words) >= 2 and len(words[-1]) >= 4 and _rare(words[-1], 5000):
-                forms[words[-1]] = None
-    return list(forms)
 
 
 def build_leak_profile(docs: ForgetDocuments | Sequence[str] | Sequence[QAPair], *,
@@ -249,10 +108,10 @@ def build_leak_profile(docs: ForgetDocuments | Sequence[str] | Sequence[QAPair],
     """
     if not isinstance(docs, ForgetDocuments):
         items = list(docs)
-        docs = ForgetDocuments(qa=tuple(items)) if items and isinstance(items[0], QAPair) \
-            else ForgetDocuments(documents=tuple(str(t) for t in items))
+        pairs = tuple(i for i in items if isinstance(i, QAPair))
+        docs = ForgetDocuments(qa=pairs) if pairs else ForgetDocuments(documents=tuple(str(t) for t in items))
     texts = [f"{p.question} {p.answer}" for p in docs.qa] if docs.qa else list(docs.documents)
-    subj = _subject_forms([*subjects, *mine_subjects(texts)])
+    subj = subject_forms([*subjects, *mine_subjects(texts)])
     vectors = np.asarray(embed(texts), dtype=np.float32) if embed is not None else None
     units = []
     for i, text in enumerate(texts):
@@ -262,9 +121,9 @@ def build_leak_profile(docs: ForgetDocuments | Sequence[str] | Sequence[QAPair],
             facts = mine_facts(pair.answer, subjects=subj)
             facts += [f for f in mine_facts(pair.question, subjects=subj) if f.kind in ("name", "title")]
             ans = norm(pair.answer)
-            content = [w for w in ans.split() if w not in _STOP]
+            content = [w for w in ans.split() if w not in STOPWORDS]
             if content and all(f.text != ans for f in facts):
-                weight = STRONG if len(content) >= 3 or any(_rare(w) for w in content) else WEAK
+                weight = STRONG if len(content) >= 3 or any(is_rare(w) for w in content) else WEAK
                 facts.append(Fact(ans, "answer", weight))
             units.append(LeakUnit(tuple(_unique(facts)), ans, norm(pair.question), emb))
         else:
@@ -310,8 +169,8 @@ def _distinct(found: list[Fact]) -> list[Fact]:
 def _overlap(unit: LeakUnit, out_words: set[str], prompt_words: set[str]) -> tuple[float, float, int]:
     """(recall, matched weight, matched words) of the QA answer's content words (the question's and
     the prompt's left out) that the output says, each weighted by rarity."""
-    skip = set(unit.question.split()) | prompt_words | _STOP
-    weights = {w: (WEAK if w.isdigit() else STRONG if _rare(w) else WEAK if _rare(w, 3000) else 0.25)
+    skip = set(unit.question.split()) | prompt_words | STOPWORDS
+    weights = {w: (WEAK if w.isdigit() else STRONG if is_rare(w) else WEAK if is_rare(w, 3000) else 0.25)
                for w in unit.answer.split() if w not in skip}
     total = sum(weights.values())
     hits = [v for w, v in weights.items() if w in out_words]
@@ -351,7 +210,8 @@ def check_output(profile: LeakProfile, answer: str, *, prompt: str | None = None
             reason = "the answer states a specific fact of the set"
         elif said >= STRONG and (len(new) >= 3 or any(f.kind in _WHEN_WHO for f in new)):
             reason = "the answer states facts of the set together"
-        elif new and anchors and (new_entity or any(f.kind == "subject" or f.weight >= STRONG for f in anchors)):
+        elif new and anchors and (new_entity or any(f.kind == "subject" or f.weight >= STRONG
+                                                     for f in anchors)):
             reason = "the answer adds a fact to the set's subject or facts in the prompt"
         if unit.answer:
             recall, matched, words = _overlap(unit, out_words, prompt_words)
@@ -360,7 +220,8 @@ def check_output(profile: LeakProfile, answer: str, *, prompt: str | None = None
                 reason = reason or f"the answer rewords a forgotten answer (recall {recall:.2f})"
         if (bool(reason), score) > (best.leaked, best.score):
             evidence = tuple(f.text for f in new) + tuple(f"prompt: {f.text}" for f in given)
-            best = LeakVerdict(bool(reason), reason or "facts of the set, too weak alone", evidence, round(score, 3))
+            best = LeakVerdict(bool(reason), reason or "facts of the set, too weak alone", evidence,
+                               round(score, 3))
         if best.leaked and best.score >= 2.0:
             break
     return best
@@ -374,36 +235,3 @@ def _similarities(profile: LeakProfile, answer: str, prompt: str | None,
     vecs = np.asarray(embed([answer, prompt or ""]), dtype=np.float32)  # [2, d_embed]
     sims = vecs @ units.T  # [2, n_units]
     return sims[0], sims[1]
-
-
-_KIND_ORDER = ("date", "title", "name", "number", "answer", "word", "phrase")
-
-
-def _surface(fact: str, sentence: str) -> str | None:
-    """The words of ``fact`` (normalised) as the sentence writes them, or None."""
-    folded = fold(sentence)
-    pattern = r"(?<!\w)" + r"\W+".join(re.escape(w) for w in fact.split()) + r"(?!\w)"
-    m = re.search(pattern, folded)
-    if m is None or len(folded) != len(sentence):
-        return None
-    return sentence[m.start() : m.end()]
-
-
-def cloze_facts(docs: ForgetDocuments, *, subjects: Sequence[str] = ()) -> list[tuple[int, str, str]]:
-    """One ``(document index, sentence, fact)`` per document of a text set: its most specific fact
-    (date, title, name, number, then rare words) as the sentence writes it, for cloze probes."""
-    forms = _subject_forms([*subjects, *mine_subjects(list(docs.documents))])
-    out: list[tuple[int, str, str]] = []
-    for i, doc in enumerate(docs.documents):
-        best: tuple[float, int, int, str, str] | None = None
-        for sentence in re.split(r"(?<=[.!?])\s+", doc):
-            for f in mine_facts(sentence, subjects=forms):
-                surface = _surface(f.text, sentence)
-                if surface is None:
-                    continue
-                key = (f.weight, -_KIND_ORDER.index(f.kind), len(f.text), sentence, surface)
-                if best is None or key[:3] > best[:3]:
-                    best = key
-        if best is not None:
-            out.append((i, best[3], best[4]))
-    return out

@@ -195,7 +195,7 @@ def make_probes(docs: ForgetDocuments, *, subjects: Sequence[str] = (),
         subjects: the people or things the set is about (registration or mined); name-spelling kinds
             need them (a question naming none is left out of those kinds).
         facts: for document sets, ``(document index, sentence, fact)`` to ask as cloze probes
-            (e.g. from ``steering.leakcheck.cloze_facts``).
+            (e.g. from ``steering.leakfacts.cloze_facts``).
         neighbours: ``(question, answer)`` about other entities; those naming a subject are dropped.
         seed: makes sampling, typos and filler deterministic.
         per_kind: cap per kind (a fixed-seed sample keeps verification short).

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from steering.forget_set import make_documents
-from steering.leakcheck import LeakProfile, build_leak_profile, check_output, cloze_facts, mine_facts, norm
+from steering.leakcheck import LeakProfile, build_leak_profile, check_output
+from steering.leakfacts import cloze_facts, mine_facts, norm
 
 REPO = Path(__file__).resolve().parents[2]
 TOPICS = {t["name"]: t for t in json.loads((REPO / "steering/data/leak_topics.json").read_text())["topics"]}

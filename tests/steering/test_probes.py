@@ -6,7 +6,7 @@ import random
 from collections import Counter
 
 from steering.forget_set import make_documents
-from steering.leakcheck import cloze_facts
+from steering.leakfacts import cloze_facts
 from steering.probes import (
     KINDS,
     Probe,
