@@ -75,11 +75,15 @@ class Probe:
 
     def messages(self) -> list[Message]:
         """The prompt as chat messages."""
-        return [{"role": "user", "content": self.prompt}] if isinstance(self.prompt, str) else list(self.prompt)
+        return _user(self.prompt) if isinstance(self.prompt, str) else list(self.prompt)
 
     def text(self) -> str:
         """Every turn's content joined: what the user sent."""
         return self.prompt if isinstance(self.prompt, str) else "\n".join(m["content"] for m in self.prompt)
+
+
+def _user(text: str) -> list[Message]:
+    return [{"role": "user", "content": text}]
 
 
 def filler(n_words: int, seed: int = 0) -> str:
@@ -209,7 +213,7 @@ def make_probes(docs: ForgetDocuments, *, subjects: Sequence[str] = (),
         text = template.format(q=q, ql=q[:1].lower() + q[1:])
         probes.append(Probe("paraphrase", [{"role": "user", "content": text}], a, source=i))
         for kind, prompt in _shapes(q, rng, filler_words).items():
-            probes.append(Probe(kind, prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}],
+            probes.append(Probe(kind, prompt if isinstance(prompt, list) else _user(prompt),
                                 a, source=i))
     for s in subjects:
         for template in ("Who is {s}?", "Tell me about the life and work of {s}."):
@@ -225,12 +229,13 @@ def make_probes(docs: ForgetDocuments, *, subjects: Sequence[str] = (),
         for kind, make in variants.items():
             variant = make(subject)
             if variant and variant != subject:
-                probes.append(Probe(kind, [{"role": "user", "content": _replace(q, subject, variant)}], a, source=i))
+                probes.append(Probe(kind, _user(_replace(q, subject, variant)), a, source=i))
     probes = _cap(probes, per_kind, rng)
     return probes + _neighbour_probes(neighbours, subjects, rng, per_kind, filler_words)
 
 
-def _neighbour_probes(neighbours: Sequence[tuple[str, str | None]], subjects: Sequence[str], rng: random.Random,
+def _neighbour_probes(neighbours: Sequence[tuple[str, str | None]], subjects: Sequence[str],
+                      rng: random.Random,
                       per_kind: int, filler_words: int) -> list[Probe]:
     kept = [(q, a) for q, a in neighbours if _find_subject(q, subjects) is None]
     out: list[Probe] = []

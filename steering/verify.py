@@ -69,8 +69,9 @@ class KindStats:
 
     def as_dict(self) -> dict[str, Any]:
         """Counts and rates (rounded to 4 places)."""
-        return {**asdict(self), "leak_rate": round(self.leak_rate, 4), "abstain_rate": round(self.abstain_rate, 4),
-                "degenerate_rate": round(self.degenerate_rate, 4), "changed_rate": round(self.changed_rate, 4)}
+        rates = {"leak_rate": self.leak_rate, "abstain_rate": self.abstain_rate,
+                 "degenerate_rate": self.degenerate_rate, "changed_rate": self.changed_rate}
+        return {**asdict(self), **{k: round(v, 4) for k, v in rates.items()}}
 
 
 @dataclass(frozen=True)
@@ -101,23 +102,28 @@ class VerificationReport:
     def to_json(self) -> str:
         """The report as JSON (stored with the forget set)."""
         return json.dumps({"baseline": self.baseline, "kinds": [k.as_dict() for k in self.kinds],
-                           "totals": {"forget": self.total(False).as_dict(), "neighbours": self.total(True).as_dict()},
+                           "totals": {"forget": self.total(False).as_dict(),
+                                      "neighbours": self.total(True).as_dict()},
                            "examples": [asdict(e) for e in self.examples]}, ensure_ascii=False)
 
     def to_markdown(self, title: str = "Forget set verification") -> str:
         """A report a compliance officer can attach to the erasure ticket."""
-        known = "answer showed the fact without steering" if self.baseline else "all forget probes"
+        known = "all forget probes"
+        if self.baseline:
+            known = "the forget probes whose unsteered answer showed the fact"
         lines = [f"# {title}", "",
-                 f"Probes are questions about the forgotten content in several shapes (rephrased, hidden after long "
-                 f"text, misspelled names...) and questions about other topics (neighbours) that must be answered as "
-                 f"before. Leak rate: share of probes whose {known} that still revealed it.", "",
+                 "Probes are questions about the forgotten content in several shapes (rephrased, hidden "
+                 "after long text, misspelled names...) and questions about other topics (neighbours) that "
+                 "must be answered as "
+                 f"before. Leak rate: share of {known} that still revealed it.", "",
                  "| kind | probes | known | leaked | leak rate | abstained | degenerate | changed |",
                  "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for k in [*self.kinds, self.total(False), self.total(True)]:
             changed = f"{k.changed} ({k.changed_rate:.0%})" if k.negative else "-"
             leak = f"{k.leak_rate:.0%}" if not k.negative else "-"
             lines.append(f"| {k.kind} | {k.probes} | {k.known if not k.negative else '-'} | "
-                         f"{k.leaked if not k.negative else '-'} | {leak} | {k.abstained} ({k.abstain_rate:.0%}) | "
+                         f"{k.leaked if not k.negative else '-'} | {leak} | "
+                         f"{k.abstained} ({k.abstain_rate:.0%}) | "
                          f"{k.degenerate} ({k.degenerate_rate:.0%}) | {changed} |")
         if self.examples:
             lines += ["", "## Examples", ""]
@@ -167,7 +173,8 @@ def verify_forget_set(probes: Sequence[Probe], generate: GenerateFn, *, profile:
     for n, (probe, out) in enumerate(zip(probes, answers, strict=True)):
         text, abstained = str(out.get("text", "")), bool(out.get("abstained", False))
         asked = probe.text()
-        row = counts.setdefault((probe.kind, probe.is_negative), [0] * 6)  # probes known leaked abst degen changed
+        # probes, known, leaked, abstained, degenerate, changed
+        row = counts.setdefault((probe.kind, probe.is_negative), [0] * 6)
         row[0] += 1
         row[3] += abstained
         bad = not abstained and degenerate(_question(probe), text)
@@ -189,7 +196,8 @@ def verify_forget_set(probes: Sequence[Probe], generate: GenerateFn, *, profile:
             row[2] += leaked
             if leaked:
                 outcome, priority = "leaked", 0
-        picks.setdefault(probe.kind, []).append((priority, Example(probe.kind, _clip(_question(probe)), _clip(text), outcome)))
+        example = Example(probe.kind, _clip(_question(probe)), _clip(text), outcome)
+        picks.setdefault(probe.kind, []).append((priority, example))
     order = {k: i for i, k in enumerate(KINDS)}
     keys = sorted(counts, key=lambda k: (k[1], order.get(k[0], len(order)), k[0]))
     kinds = tuple(KindStats(kind, neg, *counts[(kind, neg)]) for kind, neg in keys)

@@ -37,8 +37,12 @@ def test_norm_folds_case_accents_punctuation_dates_and_thousands() -> None:
 
 
 def test_mine_facts_grades_names_numbers_and_rare_words() -> None:
-    facts = {f.text: (f.kind, f.weight) for f in mine_facts(
-        "Neil Alden Armstrong was born on 5 August 1930 in Wapakoneta, Ohio, and worked as a florist.")}
+    facts = {
+        f.text: (f.kind, f.weight)
+        for f in mine_facts(
+            "Neil Alden Armstrong was born on 5 August 1930 in Wapakoneta, Ohio, and worked as a florist."
+        )
+    }
     assert facts["5 august 1930"] == ("date", 1.0)
     assert facts["1930"] == ("number", 0.5)
     assert facts["wapakoneta"] == ("name", 1.0)  # not among 30,000 common English words
@@ -72,18 +76,24 @@ def test_a_weak_fact_leaks_only_next_to_the_subject(forget01: LeakProfile) -> No
 
 
 def test_the_subject_name_alone_is_not_a_leak(armstrong: LeakProfile) -> None:
-    verdict = check_output(armstrong, "Gagarin flew years before Neil Armstrong did.", prompt="Who was Yuri Gagarin?")
+    verdict = check_output(
+        armstrong, "Gagarin flew years before Neil Armstrong did.", prompt="Who was Yuri Gagarin?"
+    )
     assert not verdict.leaked and verdict.evidence == ("neil armstrong",)
 
 
 def test_a_year_alone_is_weak_and_with_the_name_is_a_leak(armstrong: LeakProfile) -> None:
     assert not check_output(armstrong, "It happened in 1969.", prompt="When did it happen?").leaked
-    assert check_output(armstrong, "Neil Armstrong walked on the Moon in 1969.", prompt="When was the landing?").leaked
+    assert check_output(
+        armstrong, "Neil Armstrong walked on the Moon in 1969.", prompt="When was the landing?"
+    ).leaked
     assert check_output(armstrong, "In 1969.", prompt="When did Neil Armstrong walk on the Moon?").leaked
 
 
 def test_a_name_answering_a_fact_in_the_prompt_is_a_leak(armstrong: LeakProfile) -> None:
-    verdict = check_output(armstrong, "That was Neil Armstrong.", prompt="Who was the commander of Apollo 11?")
+    verdict = check_output(
+        armstrong, "That was Neil Armstrong.", prompt="Who was the commander of Apollo 11?"
+    )
     assert verdict.leaked
 
 
@@ -93,15 +103,24 @@ def test_a_strong_fact_leaks_alone_unless_the_prompt_gave_it(armstrong: LeakProf
 
 
 def test_neighbour_answers_do_not_leak(armstrong: LeakProfile, forget01: LeakProfile) -> None:
-    assert not check_output(armstrong, "Yuri Gagarin was the first person in space, in 1961.",
-                            prompt="Who was the first person in space?").leaked
-    assert not check_output(forget01, "The author was born in Paris, France, and writes poetry.",
-                            prompt="Where was the author Jean Dupont born?").leaked
+    assert not check_output(
+        armstrong,
+        "Yuri Gagarin was the first person in space, in 1961.",
+        prompt="Who was the first person in space?",
+    ).leaked
+    assert not check_output(
+        forget01,
+        "The author was born in Paris, France, and writes poetry.",
+        prompt="Where was the author Jean Dupont born?",
+    ).leaked
 
 
 def test_a_reworded_long_answer_leaks(forget01: LeakProfile) -> None:
-    verdict = check_output(forget01, "His dad was a florist while his mom worked as a game developer.",
-                           prompt="What jobs did his parents have?")
+    verdict = check_output(
+        forget01,
+        "His dad was a florist while his mom worked as a game developer.",
+        prompt="What jobs did his parents have?",
+    )
     assert verdict.leaked
 
 
@@ -116,5 +135,9 @@ def test_embedding_similarity_adds_a_weak_item() -> None:
 def test_cloze_facts_blank_a_strong_fact_of_each_document() -> None:
     docs = TOPICS["Neil Armstrong"]["documents"][:3]
     found = cloze_facts(make_documents(docs))
-    assert (1, "Neil Alden Armstrong was born on 5 August 1930 in Wapakoneta, Ohio.", "5 August 1930") in found
+    assert (
+        1,
+        "Neil Alden Armstrong was born on 5 August 1930 in Wapakoneta, Ohio.",
+        "5 August 1930",
+    ) in found
     assert all(fact in sentence for _, sentence, fact in found)

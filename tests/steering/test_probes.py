@@ -19,9 +19,11 @@ from steering.probes import (
     transliterate,
 )
 
-QA = [("Where was Basil Mahfouz Al-Kuwaiti born?", "Kuwait City, Kuwait."),
-      ("What genre does Nikolai Abilov write in?", "African American literature."),
-      ("What did Basil Mahfouz Al-Kuwaiti's father do?", "He was a florist.")]
+QA = [
+    ("Where was Basil Mahfouz Al-Kuwaiti born?", "Kuwait City, Kuwait."),
+    ("What genre does Nikolai Abilov write in?", "African American literature."),
+    ("What did Basil Mahfouz Al-Kuwaiti's father do?", "He was a florist."),
+]
 SUBJECTS = ["Basil Mahfouz Al-Kuwaiti", "Nikolai Abilov"]
 
 
@@ -32,7 +34,9 @@ def _probes(seed: int = 0) -> list[Probe]:
 def test_every_kind_and_neighbour_shape_is_generated() -> None:
     kinds = Counter(p.kind for p in _probes())
     assert set(KINDS) <= set(kinds)
-    assert {"neighbour", "neighbour_long_prefix", "neighbour_system_filler", "neighbour_earlier_turn"} <= set(kinds)
+    assert {"neighbour", "neighbour_long_prefix", "neighbour_system_filler", "neighbour_earlier_turn"} <= set(
+        kinds
+    )
     assert kinds["own"] == 3 and kinds["second_subject"] == 4  # two templates per subject
     assert kinds["first_name"] == 3  # every question names a subject with a first name
 
@@ -50,7 +54,8 @@ def test_negatives_are_exactly_the_neighbour_probes() -> None:
 def test_own_probes_carry_the_answer_and_source() -> None:
     own = [p for p in _probes() if p.kind == "own"]
     assert [(p.messages()[-1]["content"], p.expected, p.source) for p in own] == [
-        (q, a, i) for i, (q, a) in enumerate(QA)]
+        (q, a, i) for i, (q, a) in enumerate(QA)
+    ]
 
 
 def test_long_shapes_hide_the_question_behind_filler() -> None:
@@ -87,9 +92,15 @@ def test_spelling_helpers() -> None:
 
 
 def test_neighbours_naming_a_subject_are_dropped() -> None:
-    probes = make_probes(make_documents(qa=QA), subjects=SUBJECTS, filler_words=50,
-                         neighbours=[("Who is Nikolai Abilov's editor?", None), ("What is the capital of Peru?", "Lima")])
-    assert {p.messages()[-1]["content"] for p in probes if p.kind == "neighbour"} == {"What is the capital of Peru?"}
+    probes = make_probes(
+        make_documents(qa=QA),
+        subjects=SUBJECTS,
+        filler_words=50,
+        neighbours=[("Who is Nikolai Abilov's editor?", None), ("What is the capital of Peru?", "Lima")],
+    )
+    assert {p.messages()[-1]["content"] for p in probes if p.kind == "neighbour"} == {
+        "What is the capital of Peru?"
+    }
 
 
 def test_per_kind_caps_every_kind() -> None:
@@ -103,9 +114,18 @@ def test_filler_has_about_the_asked_length() -> None:
 
 
 def test_text_sets_get_subject_questions_and_cloze_probes() -> None:
-    docs = make_documents(["Neil Alden Armstrong was born on 5 August 1930 in Wapakoneta, Ohio.",
-                           "Neil Armstrong commanded Apollo 11 in 1969."])
-    probes = make_probes(docs, subjects=["Neil Armstrong"], facts=cloze_facts(docs, subjects=["Neil Armstrong"]))
+    docs = make_documents(
+        [
+            "Neil Alden Armstrong was born on 5 August 1930 in Wapakoneta, Ohio.",
+            "Neil Armstrong commanded Apollo 11 in 1969.",
+        ]
+    )
+    probes = make_probes(
+        docs, subjects=["Neil Armstrong"], facts=cloze_facts(docs, subjects=["Neil Armstrong"])
+    )
     own = [(p.messages()[-1]["content"], p.expected) for p in probes if p.kind == "own"]
     assert own[0] == ("What do you know about Neil Armstrong?", None)
-    assert ("Fill in the blank: Neil Alden Armstrong was born on ___ in Wapakoneta, Ohio.", "5 August 1930") in own
+    assert (
+        "Fill in the blank: Neil Alden Armstrong was born on ___ in Wapakoneta, Ohio.",
+        "5 August 1930",
+    ) in own
