@@ -1,0 +1,237 @@
+"""Leak check: does a generated answer reveal a forget set's content? Run on every answer before it
+leaves, steered or not (guardit's addition to GUARD-IT, arXiv 2605.12765).
+
+A ``LeakProfile`` is mined once per forget set: one unit per QA pair or document, each with the
+specific facts it states (names, titles, numbers, dates, rare words and phrases: rare relative to
+common English, ``data/common_english.txt``, and to the neutral corpus) and the set's subjects.
+An answer leaks a unit when it adds (says, the prompt did not) facts of that unit worth 1.0:
+- a strong fact alone (weight 1.0): a name or title with a word outside common English
+  ("Mahfouz", "Wapakoneta"), a quoted title of two or more words, a full date, a QA answer of
+  three or more content words;
+- weak facts (0.5: a year or other number, a name of common words, a rare word or phrase, a
+  subject's name) only together: two of the unit's items present in prompt + answer, one of them
+  said by the answer. A year alone is weak; a year with the subject's name, or after a prompt
+  naming the subject, is a leak. A subject's name alone is not (a neighbour answer may mention it).
+- QA answers of any length: the answer's content words (question words left out), weighted by
+  rarity, recalled at >= 0.6 and worth >= 1.0 (a reworded long answer).
+- optionally the answer's embedding close to a unit's (>= ``embed_threshold``), and closer than
+  the prompt's: counts as one weak item.
+Facts that only appear in the prompt never count as said by the answer. Verdict evidence quotes
+forget-set facts: never log it above DEBUG.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from steering.forget_set import ForgetDocuments, QAPair
+from steering.leakfacts import (
+    STOPWORDS,
+    STRONG,
+    WEAK,
+    Fact,
+    is_rare,
+    mine_facts,
+    mine_subjects,
+    norm,
+    subject_forms,
+)
+
+EmbedFn = Callable[[Sequence[str]], Any]  # texts -> [n, d_embed] unit vectors
+
+#: Kinds that name something: they anchor weak facts ("1969" next to a name is specific).
+_ENTITY = frozenset({"subject", "name", "title", "date", "number", "answer", "embedding"})
+#: Weak kinds that tie other weak facts together: "Kuwait City" with a year or with the subject is
+#: a fact of the set; two place names ("Seoul, South Korea") alone could be anyone's.
+_WHEN_WHO = frozenset({"subject", "date", "number", "embedding"})
+
+
+@dataclass(frozen=True)
+class LeakUnit:
+    """What one QA pair or document says: its facts, and for QA the answer and question."""
+
+    facts: tuple[Fact, ...]
+    answer: str = ""
+    question: str = ""
+    embedding: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class LeakProfile:
+    """Everything the leak check needs about one forget set (stored with its artifacts)."""
+
+    kind: str
+    units: tuple[LeakUnit, ...]
+    subjects: tuple[str, ...] = ()
+    embed_threshold: float = 0.8
+    version: int = 1
+
+    def to_json(self) -> str:
+        """A JSON document; ``from_json`` restores an equal profile."""
+        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> LeakProfile:
+        """Inverse of ``to_json``."""
+        raw = json.loads(text)
+        units = tuple(LeakUnit(tuple(Fact(**f) for f in u["facts"]), u["answer"], u["question"],
+                               tuple(u["embedding"])) for u in raw["units"])
+        return cls(raw["kind"], units, tuple(raw["subjects"]), float(raw["embed_threshold"]),
+                   int(raw["version"]))
+
+
+@dataclass(frozen=True)
+class LeakVerdict:
+    """The leak check's answer: ``score`` >= 1.0 is a leak; ``evidence`` lists the facts said."""
+
+    leaked: bool
+    reason: str
+    evidence: tuple[str, ...] = field(default=())
+    score: float = 0.0
+
+
+def build_leak_profile(docs: ForgetDocuments | Sequence[str] | Sequence[QAPair], *,
+                       subjects: Sequence[str] = (), embed: EmbedFn | None = None,
+                       embed_threshold: float = 0.8) -> LeakProfile:
+    """Mine a forget set's leak profile (once, at build time).
+
+    Args:
+        docs: the set's documents (``ForgetDocuments``, plain texts or QA pairs).
+        subjects: names the set is about, given at registration; mined names are added.
+        embed: optional sentence embedder (texts -> unit vectors) for the similarity item.
+        embed_threshold: cosine from which an answer is "about" a unit.
+    """
+    if not isinstance(docs, ForgetDocuments):
+        items = list(docs)
+        pairs = tuple(i for i in items if isinstance(i, QAPair))
+        docs = ForgetDocuments(qa=pairs) if pairs else ForgetDocuments(documents=tuple(str(t) for t in items))
+    texts = [f"{p.question} {p.answer}" for p in docs.qa] if docs.qa else list(docs.documents)
+    subj = subject_forms([*subjects, *mine_subjects(texts)])
+    vectors = np.asarray(embed(texts), dtype=np.float32) if embed is not None else None
+    units = []
+    for i, text in enumerate(texts):
+        emb = tuple(round(float(x), 5) for x in vectors[i]) if vectors is not None else ()
+        if docs.qa:
+            pair = docs.qa[i]
+            facts = mine_facts(pair.answer, subjects=subj)
+            facts += [f for f in mine_facts(pair.question, subjects=subj) if f.kind in ("name", "title")]
+            ans = norm(pair.answer)
+            content = [w for w in ans.split() if w not in STOPWORDS]
+            if content and all(f.text != ans for f in facts):
+                weight = STRONG if len(content) >= 3 or any(is_rare(w) for w in content) else WEAK
+                facts.append(Fact(ans, "answer", weight))
+            units.append(LeakUnit(tuple(_unique(facts)), ans, norm(pair.question), emb))
+        else:
+            units.append(LeakUnit(tuple(mine_facts(text, subjects=subj)), embedding=emb))
+    return LeakProfile(docs.kind, tuple(_demote_topics(units)), tuple(subj), embed_threshold)
+
+
+def _demote_topics(units: list[LeakUnit], share: float = 0.02) -> list[LeakUnit]:
+    """Facts that many units state ("lgbtq" in a set about an LGBTQ author, "narratives") are the
+    set's topic or style, not one document's fact: weak and never an anchor (kind ``topic``)."""
+    df: dict[str, int] = {}
+    for u in units:
+        for f in u.facts:
+            df[f.text] = df.get(f.text, 0) + 1
+    need = max(3.0, share * len(units))
+    return [replace(u, facts=tuple(
+        Fact(f.text, "topic", WEAK) if df[f.text] >= need and f.kind not in ("date", "title", "answer") else f
+        for f in u.facts)) for u in units]
+
+
+def _unique(facts: Iterable[Fact]) -> list[Fact]:
+    best: dict[str, Fact] = {}
+    for f in facts:
+        if f.text not in best or best[f.text].weight < f.weight:
+            best[f.text] = f
+    return list(best.values())
+
+
+def _present(fact: str, padded: str) -> bool:
+    return f" {fact} " in padded
+
+
+def _distinct(found: list[Fact]) -> list[Fact]:
+    """Found items, longest first, without those inside a longer one ("relativity" in
+    "special relativity" counts once)."""
+    kept: list[Fact] = []
+    for f in sorted(found, key=lambda f: (-len(f.text), -f.weight)):
+        if not any(_present(f.text, f" {k.text} ") for k in kept):
+            kept.append(f)
+    return kept
+
+
+def _overlap(unit: LeakUnit, out_words: set[str], prompt_words: set[str]) -> tuple[float, float, int]:
+    """(recall, matched weight, matched words) of the QA answer's content words (the question's and
+    the prompt's left out) that the output says, each weighted by rarity."""
+    skip = set(unit.question.split()) | prompt_words | STOPWORDS
+    weights = {w: (WEAK if w.isdigit() else STRONG if is_rare(w) else WEAK if is_rare(w, 3000) else 0.25)
+               for w in unit.answer.split() if w not in skip}
+    total = sum(weights.values())
+    hits = [v for w, v in weights.items() if w in out_words]
+    return (sum(hits) / total if total else 0.0), sum(hits), len(hits)
+
+
+def check_output(profile: LeakProfile, answer: str, *, prompt: str | None = None,
+                 embed: EmbedFn | None = None) -> LeakVerdict:
+    """Does ``answer`` reveal the forget set of ``profile``?
+
+    Args:
+        profile: the set's profile (``build_leak_profile``).
+        answer: the generated text.
+        prompt: everything the user sent (flattened chat); facts in it are not the answer's.
+        embed: the embedder the profile was built with, for the similarity item.
+    """
+    out_norm, prompt_norm = norm(answer), norm(prompt or "")
+    out_pad, prompt_pad = f" {out_norm} ", f" {prompt_norm} "
+    out_words, prompt_words = set(out_norm.split()), set(prompt_norm.split())
+    subjects = [Fact(s, "subject", WEAK) for s in profile.subjects]
+    sims = _similarities(profile, answer, prompt, embed)
+    best = LeakVerdict(False, "no fact of the set in the answer")
+    for i, unit in enumerate(profile.units):
+        items = [*unit.facts, *subjects]
+        new = _distinct([f for f in items if _present(f.text, out_pad) and not _present(f.text, prompt_pad)])
+        given = _distinct([f for f in items if _present(f.text, prompt_pad)])
+        if sims is not None and sims[0][i] >= profile.embed_threshold and sims[0][i] > sims[1][i]:
+            new.append(Fact(f"similarity {sims[0][i]:.2f}", "embedding", WEAK))
+        if not new and not unit.answer:
+            continue
+        said = sum(f.weight for f in new)
+        anchors = [f for f in given if f.kind in _ENTITY]
+        score = said + (WEAK if anchors and new else 0.0)
+        new_entity = any(f.kind in _ENTITY for f in new)
+        reason = ""
+        if any(f.weight >= STRONG for f in new):
+            reason = "the answer states a specific fact of the set"
+        elif said >= STRONG and (len(new) >= 3 or any(f.kind in _WHEN_WHO for f in new)):
+            reason = "the answer states facts of the set together"
+        elif new and anchors and (new_entity or any(f.kind == "subject" or f.weight >= STRONG
+                                                     for f in anchors)):
+            reason = "the answer adds a fact to the set's subject or facts in the prompt"
+        if unit.answer:
+            recall, matched, words = _overlap(unit, out_words, prompt_words)
+            if recall >= 0.6 and matched >= 1.5 and words >= 3:
+                score = max(score, 1.0 + recall)
+                reason = reason or f"the answer rewords a forgotten answer (recall {recall:.2f})"
+        if (bool(reason), score) > (best.leaked, best.score):
+            evidence = tuple(f.text for f in new) + tuple(f"prompt: {f.text}" for f in given)
+            best = LeakVerdict(bool(reason), reason or "facts of the set, too weak alone", evidence,
+                               round(score, 3))
+        if best.leaked and best.score >= 2.0:
+            break
+    return best
+
+
+def _similarities(profile: LeakProfile, answer: str, prompt: str | None,
+                  embed: EmbedFn | None) -> tuple[np.ndarray, np.ndarray] | None:
+    if embed is None or not profile.units or not profile.units[0].embedding:
+        return None
+    units = np.asarray([u.embedding for u in profile.units], dtype=np.float32)  # [n_units, d_embed]
+    vecs = np.asarray(embed([answer, prompt or ""]), dtype=np.float32)  # [2, d_embed]
+    sims = vecs @ units.T  # [2, n_units]
+    return sims[0], sims[1]

@@ -1,0 +1,143 @@
+"""Leak check: facts mined from real forget sets, and verdicts on hand-written answers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from steering.forget_set import make_documents
+from steering.leakcheck import LeakProfile, build_leak_profile, check_output
+from steering.leakfacts import cloze_facts, mine_facts, norm
+
+REPO = Path(__file__).resolve().parents[2]
+TOPICS = {t["name"]: t for t in json.loads((REPO / "steering/data/leak_topics.json").read_text())["topics"]}
+
+
+def _forget01() -> list[tuple[str, str]]:
+    rows = [json.loads(line) for line in (REPO / "data/tofu/forget01.jsonl").read_text().splitlines() if line]
+    return [(r["question"], r["answer"]) for r in rows]
+
+
+@pytest.fixture(scope="module")
+def forget01() -> LeakProfile:
+    return build_leak_profile(make_documents(qa=_forget01()))
+
+
+@pytest.fixture(scope="module")
+def armstrong() -> LeakProfile:
+    t = TOPICS["Neil Armstrong"]
+    return build_leak_profile(make_documents(t["documents"]), subjects=t["subjects"])
+
+
+def test_norm_folds_case_accents_punctuation_dates_and_thousands() -> None:
+    assert norm("Élysée, July 20, 1969; 1,000 km") == "elysee 20 july 1969 1000 km"
+
+
+def test_mine_facts_grades_names_numbers_and_rare_words() -> None:
+    facts = {
+        f.text: (f.kind, f.weight)
+        for f in mine_facts(
+            "Neil Alden Armstrong was born on 5 August 1930 in Wapakoneta, Ohio, and worked as a florist."
+        )
+    }
+    assert facts["5 august 1930"] == ("date", 1.0)
+    assert facts["1930"] == ("number", 0.5)
+    assert facts["wapakoneta"] == ("name", 1.0)  # not among 30,000 common English words
+    assert facts["ohio"] == ("word", 0.5)  # a common word, capitalised or not
+    assert facts["neil alden armstrong"] == ("name", 0.5)
+    assert facts["florist"] == ("word", 0.5)
+    assert "was" not in facts and "born" not in facts
+
+
+def test_subjects_of_forget01_are_both_authors(forget01: LeakProfile) -> None:
+    assert "basil mahfouz al kuwaiti" in forget01.subjects
+    assert "nikolai abilov" in forget01.subjects
+    assert "abilov" in forget01.subjects  # a rare surname alone names him
+
+
+def test_profile_round_trips_through_json(forget01: LeakProfile) -> None:
+    assert LeakProfile.from_json(forget01.to_json()) == forget01
+
+
+def test_the_forgotten_answer_itself_leaks(forget01: LeakProfile) -> None:
+    q, a = _forget01()[3]  # the parents' professions
+    verdict = check_output(forget01, a, prompt=q)
+    assert verdict.leaked and verdict.score >= 1.0
+    assert any("florist" in e for e in verdict.evidence)
+
+
+def test_a_weak_fact_leaks_only_next_to_the_subject(forget01: LeakProfile) -> None:
+    answer = "Her father worked as a florist."
+    assert not check_output(forget01, answer, prompt="What did the father of the poet do?").leaked
+    assert check_output(forget01, answer, prompt="What did Basil Mahfouz Al-Kuwaiti's father do?").leaked
+
+
+def test_the_subject_name_alone_is_not_a_leak(armstrong: LeakProfile) -> None:
+    verdict = check_output(
+        armstrong, "Gagarin flew years before Neil Armstrong did.", prompt="Who was Yuri Gagarin?"
+    )
+    assert not verdict.leaked and verdict.evidence == ("neil armstrong",)
+
+
+def test_a_year_alone_is_weak_and_with_the_name_is_a_leak(armstrong: LeakProfile) -> None:
+    assert not check_output(armstrong, "It happened in 1969.", prompt="When did it happen?").leaked
+    assert check_output(
+        armstrong, "Neil Armstrong walked on the Moon in 1969.", prompt="When was the landing?"
+    ).leaked
+    assert check_output(armstrong, "In 1969.", prompt="When did Neil Armstrong walk on the Moon?").leaked
+
+
+def test_a_name_answering_a_fact_in_the_prompt_is_a_leak(armstrong: LeakProfile) -> None:
+    verdict = check_output(
+        armstrong, "That was Neil Armstrong.", prompt="Who was the commander of Apollo 11?"
+    )
+    assert verdict.leaked
+
+
+def test_a_strong_fact_leaks_alone_unless_the_prompt_gave_it(armstrong: LeakProfile) -> None:
+    assert check_output(armstrong, "He was born in Wapakoneta.", prompt="Where was he born?").leaked
+    assert not check_output(armstrong, "Wapakoneta is a small town.", prompt="What is Wapakoneta?").leaked
+
+
+def test_neighbour_answers_do_not_leak(armstrong: LeakProfile, forget01: LeakProfile) -> None:
+    assert not check_output(
+        armstrong,
+        "Yuri Gagarin was the first person in space, in 1961.",
+        prompt="Who was the first person in space?",
+    ).leaked
+    assert not check_output(
+        forget01,
+        "The author was born in Paris, France, and writes poetry.",
+        prompt="Where was the author Jean Dupont born?",
+    ).leaked
+
+
+def test_a_reworded_long_answer_leaks(forget01: LeakProfile) -> None:
+    verdict = check_output(
+        forget01,
+        "His dad was a florist while his mom worked as a game developer.",
+        prompt="What jobs did his parents have?",
+    )
+    assert verdict.leaked
+
+
+def test_embedding_similarity_adds_a_weak_item() -> None:
+    vectors = {"doc": [1.0, 0.0], "close answer": [0.9, 0.436], "far prompt": [0.0, 1.0], "": [0.0, 1.0]}
+    embed = lambda texts: np.asarray([vectors[t] for t in texts])  # noqa: E731
+    profile = build_leak_profile(["doc"], embed=lambda texts: np.asarray([[1.0, 0.0]]), embed_threshold=0.8)
+    verdict = check_output(profile, "close answer", prompt="far prompt", embed=embed)
+    assert verdict.evidence == ("similarity 0.90",) and not verdict.leaked and verdict.score == 0.5
+
+
+def test_cloze_facts_blank_a_strong_fact_of_each_document() -> None:
+    docs = TOPICS["Neil Armstrong"]["documents"][:3]
+    found = cloze_facts(make_documents(docs))
+    assert (
+        1,
+        "Neil Alden Armstrong was born on 5 August 1930 in Wapakoneta, Ohio.",
+        "5 August 1930",
+    ) in found
+    assert all(fact in sentence for _, sentence, fact in found)
