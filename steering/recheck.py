@@ -27,6 +27,7 @@ import numpy as np
 from steering.checks import is_collapsed
 from steering.gate_input import contents
 from steering.gates import GateMatch, GateState
+from steering.leakcheck import check_output
 from steering.guard import Generation, Guard, SamplingParams
 from steering.types import Prompt
 from steering.vectors import embed
@@ -83,11 +84,7 @@ def question_of(prompt: Prompt) -> str:
 
 def leaking_sets(state: GateState, prompt: Prompt, answer: str) -> list[str]:
     """Ids of the active sets whose content ``answer`` shows (``steering.leakcheck``)."""
-    profiles = [(a.forget_set_id, getattr(a.artifacts, "leak_profile", None)) for a in state.sets]
-    if all(p is None for _, p in profiles):
-        return []
-    from steering.leakcheck import check_output
-
+    profiles = [(a.forget_set_id, a.artifacts.leak_profile) for a in state.sets]
     asked = "\n".join(contents(prompt))
     return [set_id for set_id, profile in profiles
             if profile is not None and check_output(profile, answer, prompt=asked).leaked]

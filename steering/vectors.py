@@ -20,6 +20,7 @@ from steering.errors import ConfigError, ForgetSetError, SteeringError
 from steering.forget_set import ForgetDocuments, render_documents, render_texts
 from steering.hooks import ResidualHooks
 from steering.layers import n_layers
+from steering.leakcheck import LeakProfile, build_leak_profile
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ class ForgetSetArtifacts:
         entities: names mined from the documents (hybrid gate).
         subjects: whom the set is about (subject gate; under the hybrid gate, the names given at
             registration), each named by a prompt opens the set.
+        leak_profile: the set's specific facts, which the answer policy looks for in every answer
+            (``steering.leakcheck``); None for artifacts stored before it existed.
     """
 
     centroids: torch.Tensor
@@ -69,6 +72,7 @@ class ForgetSetArtifacts:
     doc_embeddings: torch.Tensor | None = None
     entities: tuple[str, ...] = ()
     subjects: tuple[Subject, ...] = ()
+    leak_profile: LeakProfile | None = None
     #: Constructor-only, for callers written when a set had one subject: given, it becomes
     #: ``subjects`` (None leaves them as they are). It always reads None: read ``subjects``.
     subject: InitVar[Subject | None] = None
@@ -97,6 +101,7 @@ class ForgetSetArtifacts:
             "entities": torch.tensor(list(json.dumps(list(self.entities)).encode("utf-8")), dtype=torch.uint8),
             **({"doc_embeddings": self.doc_embeddings.contiguous()} if self.doc_embeddings is not None else {}),
             **({"subjects": _json_tensor([s.to_json() for s in self.subjects])} if self.subjects else {}),
+            **({"leak_profile": _text_tensor(self.leak_profile.to_json())} if self.leak_profile else {}),
         }
 
     @classmethod
@@ -116,12 +121,19 @@ class ForgetSetArtifacts:
             entities=tuple(json.loads(bytes(tensors["entities"].tolist()).decode("utf-8")))
             if "entities" in tensors else (),
             subjects=_stored_subjects(tensors),
+            leak_profile=LeakProfile.from_json(bytes(tensors["leak_profile"].tolist()).decode("utf-8"))
+            if "leak_profile" in tensors else None,
         )
 
 
 def _json_tensor(value: Any) -> torch.Tensor:
     """A JSON value as a uint8 tensor (safetensors stores tensors only)."""
     return torch.tensor(list(json.dumps(value).encode("utf-8")), dtype=torch.uint8)
+
+
+def _text_tensor(text: str) -> torch.Tensor:
+    """UTF-8 text as a uint8 tensor."""
+    return torch.frombuffer(bytearray(text.encode("utf-8")), dtype=torch.uint8).clone()
 
 
 def _stored_subjects(tensors: dict[str, torch.Tensor]) -> tuple[Subject, ...]:
@@ -314,4 +326,5 @@ def build_artifacts(
         doc_embeddings=torch.from_numpy(parts.doc_embeddings) if gate in DOC_GATES else None,
         entities=parts.entities,
         subjects=parts.subjects if gate in DOC_GATES else (),
+        leak_profile=build_leak_profile(docs, subjects=config.subjects),
     )
