@@ -82,9 +82,14 @@ async def parse_body(request: Request, model: type[M]) -> M:
     """Parse the JSON body into ``model``.
 
     Raises:
+        ApiError: 415 for a declared ``Content-Type`` that is not JSON (none declared reads as JSON).
         BodyError: unreadable JSON or a value nothing downstream takes (``service.protocol.body``).
         RequestValidationError: the body does not fit ``model`` (``body.<field>`` locations).
     """
+    declared = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if declared and declared != "application/json" and not declared.endswith("+json"):
+        raise ApiError(415, "unsupported_media_type",
+                       f"expected Content-Type application/json, found {declared[:60]}")
     data = json_body.loads(await request.body())
     try:
         return model.model_validate(data)

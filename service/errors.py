@@ -86,7 +86,7 @@ _BY_STATUS = {400: ("bad_request", EXIT_INVALID), 401: ("unauthorized", EXIT_DEN
 #: OpenAPI descriptions of the statuses routes declare in ``responses=``.
 _DESCRIPTIONS = {401: "missing or unknown API key", 403: "key lacks the scope",
                  404: "unknown id or model", 409: "the set's status does not allow this",
-                 413: "body too large", 422: "invalid field (named in error.field)",
+                 413: "body too large", 415: "body is not JSON", 422: "invalid field (named in error.field)",
                  429: "queue full (see Retry-After)", 503: "not ready or shutting down", 504: "timed out"}
 _LOCATIONS = frozenset({"body", "query", "path", "header", "cookie"})
 _TYPE_TAGS = frozenset({"str", "int", "float", "bool", "list", "dict", "none", "constrained-str"})

@@ -33,7 +33,7 @@ ForgetScope = Annotated[str, Depends(require_scope("forget"))]
 SetId = Annotated[str, Path(description="forget-set id, e.g. fs_0123456789ab")]
 Status = Literal["pending", "building", "active", "failed", "revoked"]
 Reason = Annotated[str, Query(min_length=1, max_length=2000, description="why (audited)")]
-FORGET_ERRORS = error_responses(401, 403, 404, 409, 413, 422, 503)
+FORGET_ERRORS = error_responses(401, 403, 404, 409, 413, 415, 422, 503)
 
 
 @router.post("/v1/forget-sets", status_code=202, response_model=ForgetSetCreated, responses=FORGET_ERRORS,

@@ -29,7 +29,7 @@ def _decide(runtime: Runtime, prompt: Prompt) -> list[GateMatch]:
     return runtime.guard.gate([prompt])[0]
 
 
-@router.post("/v1/gate", response_model=GateResponse, responses=error_responses(401, 403, 413, 422, 503),
+@router.post("/v1/gate", response_model=GateResponse, responses=error_responses(401, 403, 413, 415, 422, 503),
              openapi_extra=json_body(GateRequest),
              summary="The gate decision for a prompt, without generating")
 async def gate(request: Request, _key: Annotated[str, Depends(require_scope("compare"))],

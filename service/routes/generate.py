@@ -29,7 +29,7 @@ router = APIRouter(tags=["generate"])
 
 DONE = "data: [DONE]\n\n"
 #: ``responses=`` of the generation routes, for OpenAPI.
-GENERATION_ERRORS = error_responses(401, 403, 404, 413, 422, 429, 503, 504)
+GENERATION_ERRORS = error_responses(401, 403, 404, 413, 415, 422, 429, 503, 504)
 
 
 def _hidden(model: BaseModel) -> set[str] | None:

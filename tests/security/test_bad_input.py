@@ -188,3 +188,13 @@ def test_exactly_one_of_prompt_and_messages(server: Any) -> None:
     for body in ({}, both):
         error = _refused(server.request("POST", "/v1/generate", json=body), "prompt")
         assert "exactly one of prompt or messages" in error["message"]
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded",
+                                          "multipart/form-data"])
+def test_a_body_that_is_declared_not_json_is_a_415(server: Any, content_type: str) -> None:
+    response = server.request("POST", "/v1/generate", content=b'{"prompt": "hi"}',
+                              headers={"Content-Type": content_type})
+    assert response.status_code == 415, response.text
+    assert response.json()["error"]["code"] == "unsupported_media_type"
+    assert content_type in response.json()["error"]["message"]
