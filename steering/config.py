@@ -40,10 +40,15 @@ def check_threshold(threshold: float, *, field: str = "threshold") -> float:
     return float(threshold)
 
 
+#: Strongest accepted alpha: Eq. 8 with alpha * mu far above ||h|| only turns h around (collapse).
+MAX_ALPHA = 4.0
+
+
 def check_alpha(alpha: float, *, field: str = "alpha") -> float:
-    """Validate a redirection strength: a finite float >= 0."""
-    if not isinstance(alpha, int | float) or not math.isfinite(alpha) or alpha < 0:
-        raise ConfigError(f"expected {field} >= 0 (finite), found {alpha!r}", field=field)
+    """Validate a redirection strength: a finite float in [0, ``MAX_ALPHA``]."""
+    if (isinstance(alpha, bool) or not isinstance(alpha, int | float) or not math.isfinite(alpha)
+            or not 0 <= alpha <= MAX_ALPHA):
+        raise ConfigError(f"expected {field} in [0, {MAX_ALPHA:g}], found {alpha!r}", field=field)
     return float(alpha)
 
 

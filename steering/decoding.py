@@ -172,17 +172,22 @@ def sample(logits: torch.Tensor, temperatures: Sequence[float], top_ps: Sequence
     for row, temperature in enumerate(temperatures):
         if temperature <= 0:
             continue
-        scores = logits[row] / temperature  # [vocab]
+        scores = logits[row] / max(temperature, MIN_TEMPERATURE)  # [vocab]
         if top_ps[row] < 1.0:
             ordered, order = scores.sort(descending=True)
             probs = ordered.softmax(dim=-1)
             # drop a token when the mass before it already reaches top_p (the first one always stays)
             drop = (probs.cumsum(dim=-1) - probs) >= top_ps[row]
+            drop[0] = False  # a top_p that rounds to 0 in float32 must still keep the likeliest token
             scores = scores.index_fill(0, order[drop], float("-inf"))
         probs = scores.softmax(dim=-1)
         generator = generators[row]
         tokens[row] = int(torch.multinomial(probs.cpu(), 1, generator=generator))
     return tokens
+
+
+#: Lowest temperature sampled with: below it float32 logits overflow to inf (a NaN distribution).
+MIN_TEMPERATURE = 1e-3
 
 
 def ban_eos(logits: torch.Tensor, ignore_eos: Sequence[bool], eos: set[int]) -> torch.Tensor:

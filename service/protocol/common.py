@@ -9,12 +9,11 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from steering import GateMatch, Generation
-from steering.config import check_alpha, check_threshold
+from steering.config import MAX_ALPHA, check_alpha, check_threshold
 from steering.errors import ConfigError
 
 #: Upper bound of a forget set's redirection strength; the calibrated strengths are 0.2-0.3 and
 #: answers collapse into repetition from 0.5, so anything above this is a typo, not a setting.
-MAX_ALPHA = 4.0
 MAX_STOP_STRINGS = 16
 #: Most chat turns in one request (the character cap bounds their total length).
 MAX_MESSAGES = 1024
@@ -60,12 +59,9 @@ def _threshold(value: float) -> float:
 
 def _alpha(value: float) -> float:
     try:
-        check_alpha(value)
+        return check_alpha(value)
     except ConfigError as exc:
         raise ValueError(str(exc)) from exc
-    if value > MAX_ALPHA:
-        raise ValueError(f"expected alpha in [0, {MAX_ALPHA:g}], found {value!r}")
-    return value
 
 
 #: Smallest non-zero temperature and top_p: below them the float32 sampler divides by zero or keeps
@@ -90,7 +86,7 @@ Text = Annotated[str, AfterValidator(_utf8)]
 #: A gate threshold T, checked by ``steering.config.check_threshold`` (the bounds live there).
 Threshold = Annotated[float, Field(ge=-1.0, le=1.0, allow_inf_nan=False, description="gate threshold T"),
                       AfterValidator(_threshold)]
-#: A redirection strength, checked by ``steering.config.check_alpha`` and capped at ``MAX_ALPHA``.
+#: A redirection strength, checked by ``steering.config.check_alpha`` (at most ``MAX_ALPHA``).
 Alpha = Annotated[float, Field(ge=0.0, le=MAX_ALPHA, allow_inf_nan=False, description="redirection strength"),
                   AfterValidator(_alpha)]
 

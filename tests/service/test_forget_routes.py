@@ -240,16 +240,6 @@ def test_revoke_needs_a_reason_and_restores_unsteered_answers_exactly(
     assert live_server.request("PATCH", url, "forget", json={"alpha": 0.3}).status_code == 409
 
 
-def _registration_takes_subjects() -> bool:
-    import dataclasses
-
-    from service.runtime import Registration
-
-    return "subjects" in {f.name for f in dataclasses.fields(Registration)}
-
-
-@pytest.mark.xfail(not _registration_takes_subjects(), strict=True,
-                   reason="the runtime's Registration does not carry subjects yet")
 def test_subjects_given_at_registration_are_stored_and_shown(live_server: Any, live: Any) -> None:
     body = {**live.tiny_set("named", "Quillon Varrow paints lighthouses."), "subjects": ["Quillon Varrow"]}
     response = live_server.request("POST", "/v1/forget-sets", "forget", json=body)
