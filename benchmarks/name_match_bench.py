@@ -210,7 +210,8 @@ def timing(data: Path) -> tuple[float, float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT / "data")
-    parser.add_argument("--others", type=int, default=10, help="other RWKU targets whose forget probes each target sees")
+    parser.add_argument("--others", type=int, default=10,
+                        help="other RWKU targets whose forget probes each target sees")
     args = parser.parse_args()
     table: dict[str, dict[str, list[tuple[bool, bool]]]] = {"TOFU forget01": defaultdict(list),
                                                             "RWKU": defaultdict(list)}

@@ -6,6 +6,7 @@ token), and turns pending forget sets into active ones (claim -> build -> activa
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -31,11 +32,20 @@ from steering import (
 from steering.calibrate import calibrate_alpha
 from steering.config import check_alpha, check_layer, check_threshold, default_alpha
 from steering.forget_set import ForgetDocuments, check_texts
+from steering.guard import SamplingParams
 from steering.layers import n_layers
+from steering.leakfacts import cloze_facts
 from steering.loading import LoadedModel, resolve_model
+from steering.probes import make_probes
+from steering.recheck import generate_reviewed
 from steering.vectors import ProgressFn
+from steering.verify import verify_forget_set
 
 logger = logging.getLogger(__name__)
+
+#: Verification answers are this long (a fact shows early) and run this many at a time.
+VERIFY_TOKENS = 32
+VERIFY_BATCH = 8
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -212,14 +222,9 @@ class Runtime:
                 return None
             started = time.perf_counter()
             try:
-                stored = self.registry.documents(record.id)
-                docs = make_documents(list(stored.documents) if stored.documents else None,
-                                      [QAPair(q, a) for q, a in stored.qa] if stored.qa else None,
-                                      max_documents=self.settings.max_forget_documents,
-                                      max_chars=self.settings.max_document_chars)
+                docs, retain = self._stored(record.id)
                 config = self.build_config(record.layer, tuple(record.subject_names))
-                artifacts = self.guard.build(docs, retain=list(stored.retain) or None, config=config,
-                                             progress=progress)
+                artifacts = self.guard.build(docs, retain=retain or None, config=config, progress=progress)
                 threshold = record.threshold if record.threshold is not None else self.settings.default_threshold
                 alpha = record.alpha if record.alpha is not None else self._calibrated_alpha(docs, artifacts, threshold)
             except Exception as exc:  # noqa: BLE001 - any build failure marks the set failed, never half-active
@@ -233,7 +238,72 @@ class Runtime:
             except InvalidTransitionError:  # revoked while building: nothing is stored or activated
                 return self.registry.get(record.id)
             self.sync()
-            return done
+        if self.settings.verify_on_build:
+            self.verify(record.id)
+        return done
+
+    def _stored(self, fs_id: str) -> tuple[ForgetDocuments, list[str]]:
+        """A set's stored texts as the validated forget documents and the retain list."""
+        stored = self.registry.documents(fs_id)
+        docs = make_documents(list(stored.documents) if stored.documents else None,
+                              [QAPair(q, a) for q, a in stored.qa] if stored.qa else None,
+                              max_documents=self.settings.max_forget_documents,
+                              max_chars=self.settings.max_document_chars)
+        return docs, list(stored.retain)
+
+    def verify(self, fs_id: str) -> dict[str, Any] | None:
+        """Run an active set's verification probes through the answer policy and store the report.
+
+        The report (``steering.verify``: leak, abstain, degenerate and changed-neighbour rates per probe
+        kind, with examples) is what a compliance officer attaches to the ticket. It quotes forget-set
+        content: it is stored with the set (deleted on revocation) and shown to the forget scope only.
+        A failure is logged and leaves the set active without a report.
+        """
+        try:
+            return self._verify(fs_id)
+        except Exception:  # noqa: BLE001 - the set is active already; a missing report is visible in GET
+            logger.exception("verification of forget set %s failed", fs_id)
+            return None
+
+    def _verify(self, fs_id: str) -> dict[str, Any] | None:
+        state = self.guard.state
+        if fs_id not in state.ids():
+            return None
+        art = state.get(fs_id).artifacts
+        if art.leak_profile is None:
+            return None
+        record = self.registry.get(fs_id)
+        docs, _ = self._stored(fs_id)
+        subjects = [*record.subject_names, *(s.names[0].title() for s in art.subjects if s.names)]
+        facts = cloze_facts(docs, subjects=subjects) if docs.documents else []
+        probes = make_probes(docs, subjects=subjects, facts=facts, per_kind=self.settings.verify_per_kind)
+        params = SamplingParams(max_new_tokens=VERIFY_TOKENS)
+        started = time.perf_counter()
+
+        def answer(prompts: list[Any], steer: bool) -> list[dict[str, Any]]:
+            out: list[dict[str, Any]] = [{} for _ in prompts]
+            order = sorted(range(len(prompts)), key=lambda i: len(str(prompts[i])))  # similar lengths batch
+            for start in range(0, len(order), VERIFY_BATCH):
+                rows = order[start:start + VERIFY_BATCH]
+                batch = [prompts[i] for i in rows]
+                gens = (generate_reviewed(self.guard, batch, params, state=state,
+                                          recheck=self.settings.answer_recheck,
+                                          leak_check=self.settings.leak_check,
+                                          abstain_text=self.settings.abstain_text)
+                        if steer else self.guard.generate(batch, params, steer=False))
+                for i, g in zip(rows, gens, strict=True):
+                    out[i] = {"text": g.text, "steered": g.steered, "abstained": g.abstained}
+            return out
+
+        report = verify_forget_set(probes, lambda p: answer(p, True), profile=art.leak_profile,
+                                   baseline=lambda p: answer(p, False))
+        payload = {"forget_set_id": fs_id, "model_id": self.model_id, "probes": len(probes),
+                   "seconds": round(time.perf_counter() - started, 1), "max_new_tokens": VERIFY_TOKENS,
+                   **json.loads(report.to_json()),
+                   "markdown": report.to_markdown(title=f"Verification of forget set {record.name} ({fs_id})")}
+        self.registry.set_report(fs_id, payload)
+        logger.info("forget set %s verified: %d probes in %.1f s", fs_id, len(probes), payload["seconds"])
+        return payload
 
     def _calibrated_alpha(self, docs: ForgetDocuments, artifacts: ForgetSetArtifacts, threshold: float) -> float:
         if not self.settings.calibrate_alpha:

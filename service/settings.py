@@ -51,6 +51,10 @@ class Settings(BaseSettings):
         16, ge=1, le=256, description="while a forget set is active, a stream's tokens are held back until "
         "the answer policy has checked them, this many tokens at a time (adds about that many tokens of "
         "generation time to the time to first token)")
+    verify_on_build: bool = Field(
+        True, description="once a forget set is active, run its verification probes (own questions, "
+        "paraphrases, attack shapes, neighbours) through the answer policy and store the report")
+    verify_per_kind: int = Field(2, ge=1, le=50, description="verification probes per kind")
     max_new_tokens: int = Field(512, ge=1, description="upper bound of max_new_tokens per request")
     max_prompt_tokens: int = Field(4096, ge=1, description="longest accepted prompt, in tokens")
     max_prompt_chars: int | None = Field(

@@ -17,8 +17,8 @@ from functools import lru_cache
 import regex
 from wordfreq import zipf_frequency
 
-from steering.people import PersonCues, person_cues
 from steering.names import abjad, any_fuzzy, distinctive, fuzzy_spans, name_parts, respellings, words
+from steering.people import PersonCues, person_cues
 
 _NAME = re.compile(
     r"\b([A-Z][\w'\-.]*(?:\s+(?:(?:al|el|de|da|di|du|van|von|der|den|bin|ibn|del|la|le|of)\s+)?[A-Z][\w'\-.]*)+)")

@@ -27,8 +27,8 @@ import numpy as np
 from steering.checks import is_collapsed
 from steering.gate_input import contents
 from steering.gates import GateMatch, GateState
-from steering.leakcheck import check_output
 from steering.guard import Generation, Guard, SamplingParams
+from steering.leakcheck import check_output
 from steering.types import Prompt
 from steering.vectors import embed
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import InitVar, dataclass, replace
+from dataclasses import dataclass, replace
 from importlib import resources
 from typing import Any
 
@@ -73,14 +73,6 @@ class ForgetSetArtifacts:
     entities: tuple[str, ...] = ()
     subjects: tuple[Subject, ...] = ()
     leak_profile: LeakProfile | None = None
-    #: Constructor-only, for callers written when a set had one subject: given, it becomes
-    #: ``subjects`` (None leaves them as they are). It always reads None: read ``subjects``.
-    subject: InitVar[Subject | None] = None
-
-    def __post_init__(self, subject: Subject | None) -> None:
-        if subject is not None and not self.subjects:
-            object.__setattr__(self, "subjects", (subject,))
-
     @property
     def k(self) -> int:
         """Number of clusters."""

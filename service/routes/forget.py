@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 
 from service.auth import require_scope
 from service.deps import LoadedRuntimeDep, RuntimeDep, parse_body
@@ -25,6 +26,7 @@ from service.protocol.forget import (
     ForgetSetUpdateRequest,
     forget_set_response,
 )
+from service.registry import NotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +72,24 @@ def get_forget_set(id: SetId, actor: ForgetScope, runtime: RuntimeDep) -> Forget
     """Status, build facts (``n_documents``, ``n_clusters``, ``silhouette``, ``layer``, ``build_phase``,
     ``build_progress``), knobs, ``subjects``, times."""
     return forget_set_response(runtime.registry.get(id).to_dict())
+
+
+@router.get("/v1/forget-sets/{id}/report", responses=error_responses(401, 403, 404, 503),
+            summary="The set's verification report (what to attach to the ticket)")
+def get_forget_set_report(id: SetId, actor: ForgetScope, runtime: RuntimeDep,
+                          format: Annotated[Literal["json", "markdown"],  # noqa: A002 - the query name
+                                            Query(description="json, or markdown to download")] = "json",
+                          ) -> Response:
+    """Leak, abstain, degenerate and changed-neighbour rates per probe kind, with examples, measured
+    through the answer policy when the set became active (404 until then, and after revocation)."""
+    report = runtime.registry.get_report(id)
+    if report is None:
+        raise NotFoundError(f"expected a verification report for forget set {id}, found none yet "
+                            "(it is made once the set is active, unless GUARDIT_VERIFY_ON_BUILD is off)")
+    if format == "markdown":
+        return Response(str(report.get("markdown", "")), media_type="text/markdown; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{id}-verification.md"'})
+    return JSONResponse(report)
 
 
 @router.patch("/v1/forget-sets/{id}", response_model=ForgetSetResponse, responses=FORGET_ERRORS,

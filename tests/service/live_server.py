@@ -25,6 +25,7 @@ WRONG_KEY = "test-unknown-key-" + "y" * 16
 #: Test settings every server gets (limits small enough to hit in tests).
 BASE_ENV = {
     "GUARDIT_MAX_FORGET_DOCUMENTS": "50",
+    "GUARDIT_VERIFY_ON_BUILD": "false",
     "GUARDIT_MAX_DOCUMENT_CHARS": "2000",
     "GUARDIT_MAX_BODY_BYTES": "262144",
     "GUARDIT_MAX_NEW_TOKENS": "256",

@@ -17,7 +17,6 @@ from steering.errors import ConfigError
 from steering.gates import HIGH_MARGIN, SUBJECT_LOW_MARGIN, ActiveSet, GateState
 from steering.people import person_cues
 from steering.vectors import (
-    AUTO_MIN_COVERAGE,
     ForgetSetArtifacts,
     gate_names,
     subject_coverage,
