@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from service.cli_backend import FINAL, CliError, LocalBackend, RemoteBackend, open_backend, where
-from service.cli_input import FORMATS, describe, read_forget_input
+from service.cli_input import FORMATS, describe, read_forget_input, read_prompts
 from service.cli_output import build_progress, build_state, note, print_answer, print_gate, print_record
+from service.generation import EngineError
 from service.registry import RegistryError
 from service.settings import Settings, get_settings
 from steering import SteeringError, load_embedder
@@ -55,15 +56,15 @@ def _emit(args: argparse.Namespace, payload: dict[str, Any], human: Callable[[],
 
 
 def _names(backend: Backend) -> Callable[[str], str]:
-    """Forget-set id -> name, looked up once per id."""
+    """Forget-set id -> name, looked up once per id ("" when the key may not read forget sets)."""
     cache: dict[str, str] = {}
 
     def name_of(fs_id: str) -> str:
         if fs_id not in cache:
             try:
-                cache[fs_id] = str(backend.get(fs_id).get("name", "?"))
+                cache[fs_id] = str(backend.get(fs_id).get("name", ""))
             except (CliError, RegistryError):
-                cache[fs_id] = "?"
+                cache[fs_id] = ""
         return cache[fs_id]
 
     return name_of
@@ -108,7 +109,8 @@ def cmd_forget_add(args: argparse.Namespace) -> int:
         return 0
     if args.no_build:
         _emit(args, created, lambda: (print_record(created), sys.stdout.write(
-            f"left pending; build it here or follow a server's build: guardit forget wait {created['id']}\n")))
+            "left pending; build it here or follow a server's build: "
+            f"guardit forget wait {created['id']}\n")))
         return 0
     return _follow(args, backend, created["id"])
 
@@ -156,7 +158,8 @@ def _follow(args: argparse.Namespace, backend: Backend, fs_id: str) -> int:
     if record["status"] in FINAL:
         note(f"{fs_id} {record['status']} after {time.monotonic() - started:.1f} s")
     else:
-        note(f"{fs_id} still {build_state(record)} after {args.timeout:g} s; run `guardit forget wait {fs_id}` again")
+        note(f"{fs_id} still {build_state(record)} after {args.timeout:g} s; "
+             f"run `guardit forget wait {fs_id}` again")
     _emit(args, record, lambda: print_record(record))
     return 0 if record["status"] == "active" else 1
 
@@ -203,32 +206,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_prompts(path: Path) -> list[str]:
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CliError(f"expected a readable UTF-8 file at {path}, found: {exc}", field="file") from exc
-    lines = [(n, line) for n, line in enumerate(raw.splitlines(), start=1) if line.strip()]
-    if path.suffix.lower() not in {".jsonl", ".json", ".ndjson"}:
-        return [line.strip() for _, line in lines]
-    prompts = []
-    for n, line in lines:
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CliError(f"{path.name} line {n}: expected a JSON object, found invalid JSON ({exc.msg})",
-                           field="file") from exc
-        text = obj.get("prompt", obj.get("question")) if isinstance(obj, dict) else None
-        if not isinstance(text, str) or not text.strip():
-            raise CliError(f"{path.name} line {n}: expected a string 'prompt' or 'question' field", field="file")
-        prompts.append(text)
-    return prompts
-
-
 def cmd_gate(args: argparse.Namespace) -> int:
     if (args.prompt is None) == (args.file is None):
         raise CliError("expected exactly one of PROMPT or --file", field="prompt")
-    prompts = [args.prompt] if args.prompt is not None else _read_prompts(Path(args.file))
+    prompts = [args.prompt] if args.prompt is not None else read_prompts(Path(args.file))
     backend = _backend(args)
     results = backend.gate(prompts)
     payload = results[0] if args.prompt is not None else {"results": results}
@@ -284,7 +265,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _env_default(name: str) -> str:
     field = Settings.model_fields[name]
-    default = field.default_factory() if field.default_factory is not None else field.default  # type: ignore[call-arg]
+    factory = field.default_factory
+    default = factory() if factory is not None else field.default  # type: ignore[call-arg]
     return f"GUARDIT_{name.upper()}, else {default}"
 
 
@@ -293,8 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
     common.add_argument("--model", help=f"the LLM (default: {_env_default('model')})")
-    common.add_argument("--url", help="talk to this guardit server (default: GUARDIT_URL; unset = work locally on "
-                        "the registry in GUARDIT_DATA_DIR)")
+    common.add_argument("--url", help="talk to this guardit server (default: GUARDIT_URL; unset = work "
+                        "locally on the registry in GUARDIT_DATA_DIR)")
     common.add_argument("--api-key", help="bearer key for --url (default: GUARDIT_API_KEY)")
     parser = _Parser(prog="guardit", description="Inference-time unlearning (GUARD-IT) for LLMs. Without "
                      "GUARDIT_URL every command works on the local registry "
@@ -307,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     forget = sub.add_parser("forget", help="register, list, show, follow and revoke forget sets",
-                            description="Forget sets: register (add), follow a build (wait), list, show, revoke.")
+                            description="Forget sets: register (add), follow a build (wait), list, show, "
+                            "revoke.")
     fsub = forget.add_subparsers(dest="forget_command", required=True, parser_class=_Parser)
     add = fsub.add_parser("add", parents=[common], help="register a forget set from a file",
                           description=f"Register a forget set from FILE: {FORMATS}. Locally the set is built "
@@ -315,9 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "command returns at once (follow it with `guardit forget wait ID`).")
     add.add_argument("--name", required=True, help="a name for people (need not be unique)")
     add.add_argument("--file", required=True, help="the forget documents: " + FORMATS)
-    add.add_argument("--retain", help="texts to keep answering (same formats; default a built-in neutral corpus)")
+    add.add_argument("--retain", help="texts to keep answering (same formats; default a built-in neutral "
+                     "corpus)")
     add.add_argument("--subject", action="append", metavar="NAME",
-                     help="a name the set protects, e.g. the person (repeatable; default: mined from the file)")
+                     help="a name the set protects, e.g. the person (repeatable; default: mined from the "
+                     "file)")
     add.add_argument("--reason", default="registered from the command line", help="why (audited)")
     add.add_argument("--requested-by", default=_actor().split(":", 1)[1], help="for whom (audited)")
     add.add_argument("--ticket", help="external reference (audited)")
@@ -326,8 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--alpha", type=float, help="strength (default: calibrated at build time)")
     add.add_argument("--dry-run", action="store_true", help="read and check the file, print what would be "
                      "registered, register nothing")
-    add.add_argument("--no-build", action="store_true", help="locally: leave it pending (a server on the same "
-                     "registry, or `guardit forget wait ID`, builds it)")
+    add.add_argument("--no-build", action="store_true", help="locally: leave it pending (a server on the "
+                     "same registry, or `guardit forget wait ID`, builds it)")
     add.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for the build")
     add.add_argument("--poll", type=float, default=1.0, help="seconds between status checks")
     add.set_defaults(func=cmd_forget_add)
@@ -396,7 +381,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command not in {"serve", "eval"}:
             note(f"using {where(_settings(args))}")
         return int(args.func(args))
-    except (CliError, SteeringError, RegistryError) as exc:
+    except (CliError, SteeringError, RegistryError, EngineError) as exc:
         field = getattr(exc, "field", None)
         code = getattr(exc, "code", None) or _error_code(exc)
         if getattr(args, "json", False):

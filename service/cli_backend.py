@@ -46,7 +46,8 @@ def validated(model: type[BaseModel], body: dict[str, Any]) -> Any:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or None
-        raise CliError(f"{field}: {first['msg']}", field=str(first["loc"][0]) if first["loc"] else None) from exc
+        raise CliError(f"{field}: {first['msg']}",
+                       field=str(first["loc"][0]) if first["loc"] else None) from exc
 
 
 class LocalBackend:
@@ -89,7 +90,7 @@ class LocalBackend:
             return _record(runtime.register(reg, actor=actor))
         from steering import QAPair, make_documents
 
-        # Runtime.register has no subjects argument yet: the same validation, then the registry call with them.
+        # Runtime.register takes no subjects yet: its validation, then the registry call with them.
         runtime.validate(reg)
         docs = make_documents(reg.documents, [QAPair(q, a) for q, a in reg.qa] if reg.qa else None,
                               max_documents=self.settings.max_forget_documents,
@@ -98,7 +99,8 @@ class LocalBackend:
             name=reg.name, documents=list(docs.documents) if reg.documents is not None else None,
             qa=[(p.question, p.answer) for p in docs.qa] if reg.qa is not None else None, retain=reg.retain,
             reason=reg.reason, requested_by=reg.requested_by, ticket=reg.ticket, layer=reg.layer,
-            threshold=reg.threshold, alpha=reg.alpha, model_id=runtime.model_id, actor=actor, subjects=subjects)
+            threshold=reg.threshold, alpha=reg.alpha, model_id=runtime.model_id, actor=actor,
+            subjects=subjects)
         return _record(record)
 
     def build(self, fs_id: str, *, actor: str, progress: ProgressFn | None, timeout_s: float,
@@ -138,8 +140,12 @@ class LocalBackend:
         runtime = self.runtime
         req = request.to_request(request_id=uuid.uuid4().hex, route="cli", cap=self.settings.max_new_tokens)
 
+        # One person waits for one answer here (Ctrl-C stops it): the server's per-request limit, which
+        # protects a shared queue, would only turn a slow machine's answer into an error.
+        settings = self.settings.model_copy(update={"request_timeout_s": 7 * 24 * 3600.0})
+
         async def run() -> dict[str, Any]:
-            engine = Engine(runtime, self.settings)
+            engine = Engine(runtime, settings)
             try:
                 if ab:
                     steered, unsteered = await engine.compare(req)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 
 from steering import read_forget_file
@@ -53,7 +54,8 @@ def _read_csv(path: Path, *, delimiter: str, max_documents: int, max_chars: int)
     except (OSError, UnicodeDecodeError) as exc:
         raise ForgetSetError(f"expected a readable UTF-8 file at {path}, found: {exc}", field="file") from exc
     try:
-        rows = [row for row in csv.reader(io.StringIO(raw), delimiter=delimiter) if any(c.strip() for c in row)]
+        reader = csv.reader(io.StringIO(raw), delimiter=delimiter)
+        rows = [row for row in reader if any(c.strip() for c in row)]
     except csv.Error as exc:
         raise ForgetSetError(f"{path.name}: expected valid CSV, found {exc}", field="file") from exc
     if not rows:
@@ -92,3 +94,32 @@ def describe(docs: ForgetDocuments, path: Path) -> str:
     n = len(docs)
     what = ("QA pair" if docs.kind == "qa" else "document") + ("" if n == 1 else "s")
     return f"{n} {what} from {path.name}"
+
+
+def read_prompts(path: Path) -> list[str]:
+    """Prompts for ``guardit gate --file``: JSONL with a ``prompt`` or ``question`` per line, else one
+    prompt per line.
+
+    Raises:
+        ForgetSetError: an unreadable file or a malformed line (``field="file"``).
+    """
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ForgetSetError(f"expected a readable UTF-8 file at {path}, found: {exc}", field="file") from exc
+    lines = [(n, line) for n, line in enumerate(raw.splitlines(), start=1) if line.strip()]
+    if path.suffix.lower() not in {".jsonl", ".json", ".ndjson"}:
+        return [line.strip() for _, line in lines]
+    prompts = []
+    for n, line in lines:
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ForgetSetError(f"{path.name} line {n}: expected a JSON object, found invalid JSON "
+                                 f"({exc.msg})", field="file") from exc
+        text = obj.get("prompt", obj.get("question")) if isinstance(obj, dict) else None
+        if not isinstance(text, str) or not text.strip():
+            raise ForgetSetError(f"{path.name} line {n}: expected a string 'prompt' or 'question' field",
+                                 field="file")
+        prompts.append(text)
+    return prompts

@@ -89,6 +89,11 @@ def build_progress(tty: bool) -> ProgressFn:
     return lines
 
 
+def _set(fs_id: str, name_of: Callable[[str], str]) -> str:
+    name = name_of(fs_id)
+    return f"{fs_id} ({name})" if name else fs_id
+
+
 def print_gate(prompts: list[str], results: list[dict[str, Any]], name_of: Callable[[str], str]) -> None:
     """One line per prompt: the decision, then each open cluster (set id, name, cluster, similarity)."""
     for prompt, result in zip(prompts, results, strict=True):
@@ -98,7 +103,7 @@ def print_gate(prompts: list[str], results: list[dict[str, Any]], name_of: Calla
             continue
         sys.stdout.write(f"OPEN    {short}\n")
         for m in result["matched"]:
-            sys.stdout.write(f"        {m['forget_set_id']} ({name_of(m['forget_set_id'])}) cluster "
+            sys.stdout.write(f"        {_set(m['forget_set_id'], name_of)} cluster "
                              f"{m['cluster']}  similarity {m['similarity']:.3f}\n")
 
 
@@ -109,7 +114,7 @@ def print_answer(payload: dict[str, Any], name_of: Callable[[str], str]) -> None
         _abstained(payload)
         return
     steered, unsteered = payload["steered"], payload["unsteered"]
-    matched = ", ".join(f"{m['forget_set_id']} ({name_of(m['forget_set_id'])}) cluster {m['cluster']} "
+    matched = ", ".join(f"{_set(m['forget_set_id'], name_of)} cluster {m['cluster']} "
                         f"({m['similarity']:.3f})" for m in payload["matched"])
     how = "OPEN on the answer (re-checked): " if steered["guardit"].get("rechecked") else "OPEN: "
     sys.stdout.write(f"gate: {how + matched if matched else 'closed (identical to the base model)'}\n")

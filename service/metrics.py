@@ -42,8 +42,9 @@ BUILD_SECONDS = Histogram("guardit_forget_set_build_seconds", "Wall time of forg
 BATCH_SIZE = Histogram("guardit_batch_size", "Rows per forward pass", registry=REGISTRY,
                        buckets=(1, 2, 4, 8, 16, 32, 64))
 QUEUE_DEPTH = Gauge("guardit_queue_depth", "Requests waiting for a batch slot", registry=REGISTRY)
-KERNEL_FALLBACKS = Counter("guardit_kernel_fallback", "Unexpected fallbacks from a fused kernel to the PyTorch "
-                           "reference (CUDA tensors Triton could not take), by op; the CPU path is not one",
+KERNEL_FALLBACKS = Counter("guardit_kernel_fallback", "Unexpected fallbacks from a fused kernel to the "
+                           "PyTorch reference (CUDA tensors Triton could not take), by op; the CPU path "
+                           "is not one",
                            ["op"], registry=REGISTRY)
 
 #: Requests to these paths are not instrumented (probes and the scrape itself).

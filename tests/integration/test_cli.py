@@ -214,3 +214,73 @@ def test_every_command_documents_its_defaults(argv: list[str], needles: list[str
     text = " ".join(proc.stdout.split())  # argparse wraps lines
     for needle in needles:
         assert needle in text, (needle, proc.stdout)
+
+
+# -- against a running server -----------------------------------------------------------------------------
+TORTOISE = "Pellucid the tortoise repairs clocks in the old town of Ghent."
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    from tests.service.live_server import running
+
+    with running(tmp_path_factory.mktemp("cli-server")) as live:
+        yield live
+
+
+def remote(server: Any, scope: str, *args: str) -> subprocess.CompletedProcess[str]:
+    from tests.service.live_server import KEYS
+
+    return run_cli(*args, env={"GUARDIT_URL": server.base_url, "GUARDIT_API_KEY": KEYS[scope],
+                               "GUARDIT_DATA_DIR": str(server.data_dir / "not-used")})
+
+
+def test_with_a_server_the_cli_registers_at_once_and_follows_the_build(server: Any, tmp_path: Path) -> None:
+    forget = tmp_path / "tortoise.txt"
+    forget.write_text(TORTOISE + "\n")
+    added = remote(server, "forget", "forget", "add", "--name", "cli-remote", "--file", str(forget),
+                   "--alpha", "0.5", "--reason", "remote test")
+    assert added.returncode == 0, added.stderr
+    assert f"using server {server.base_url}" in added.stderr and "read 1 document from tortoise.txt" in added.stderr
+    fs_id = added.stdout.split()[0]
+    assert f"follow the build: guardit forget wait {fs_id}" in added.stdout
+    assert not (server.data_dir / "not-used").exists()  # nothing local was opened
+
+    waited = remote(server, "forget", "forget", "wait", fs_id, "--json", "--poll", "0.2")
+    assert waited.returncode == 0, waited.stderr
+    assert json.loads(waited.stdout)["status"] == "active" and f"{fs_id} active after" in waited.stderr
+    assert server.status(fs_id) == "active"
+
+    gate = remote(server, "admin", "gate", TORTOISE)
+    assert gate.returncode == 0, gate.stderr
+    assert gate.stdout.startswith("OPEN") and f"{fs_id} (cli-remote) cluster 0  similarity 1.000" in gate.stdout
+    scoped = remote(server, "compare", "gate", TORTOISE)  # this key may not read set names: the id stays
+    assert f"        {fs_id} cluster 0  similarity 1.000" in scoped.stdout
+
+    revoked = remote(server, "forget", "forget", "revoke", fs_id, "--reason", "withdrawn by the test")
+    assert revoked.returncode == 0, revoked.stderr
+    assert "revoke reason  withdrawn by the test" in revoked.stdout
+    assert "registered for remote test" in revoked.stdout  # the registration reason, labelled as such
+    assert server.audit(fs_id)[-1]["reason"] == "withdrawn by the test"
+
+
+def test_local_generation_goes_through_the_servers_engine(server: Any) -> None:
+    fs_id = server.register({"name": "engine-check", "documents": [TORTOISE], "reason": "test",
+                             "requested_by": "tests", "alpha": 0.5})
+    server.wait_status(fs_id)
+    body = {"prompt": TORTOISE, "max_new_tokens": 12}
+    served = server.request("POST", "/v1/generate", "generate", json=body).json()
+    local = run_cli("generate", "--max-new-tokens", "12", "--json", TORTOISE,
+                    env={"GUARDIT_DATA_DIR": str(server.data_dir)})  # the server's registry, no GUARDIT_URL
+    assert local.returncode == 0, local.stderr
+    assert f"using local registry in {server.data_dir}" in local.stderr
+    assert json.loads(local.stdout) == served and served["guardit"]["steered"] is True
+    via_server = remote(server, "generate", "generate", "--max-new-tokens", "12", "--json", TORTOISE)
+    assert json.loads(via_server.stdout) == served
+    server.revoke(fs_id)
+
+
+def test_a_bad_key_is_reported_with_the_servers_error(server: Any) -> None:
+    proc = run_cli("forget", "list", "--json", env={"GUARDIT_URL": server.base_url, "GUARDIT_API_KEY": "x" * 20})
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout)["error"]["code"] == "unauthorized"
