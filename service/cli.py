@@ -103,6 +103,8 @@ def cmd_forget_add(args: argparse.Namespace) -> int:
     note(f"read {what}")
     created = backend.register(dict(body), actor=_actor())
     if isinstance(backend, RemoteBackend):
+        if args.json:  # stdout holds the 202 body only; the hint still reaches the user
+            note(f"the server builds it; follow the build: guardit forget wait {created['id']}")
         _emit(args, created, lambda: sys.stdout.write(
             f"{created['id']}  {args.name}  [{created['status']}]: {what}; the server builds it\n"
             f"follow the build: guardit forget wait {created['id']}\n"))

@@ -43,7 +43,7 @@ def print_record(record: dict[str, Any], *, revoke_reason: str | None = None) ->
 def build_state(record: dict[str, Any]) -> str:
     """``building: embed 40%`` from a record's status and, when the builder reports them, its phase and
     progress."""
-    text = record["status"]
+    text = str(record["status"])
     phase, progress = record.get("build_phase"), record.get("build_progress")
     if phase:
         text += f": {phase}"
