@@ -56,6 +56,17 @@ def test_console_lists_forget_sets_only_with_a_key(page: Any, live: Any, tofu_se
     page.wait_for_selector("#audit-table tbody tr")
 
 
+#: A build waits behind others on the server's single builder thread: minutes on a loaded CPU.
+BUILD_MS = 600_000
+
+
+def use_admin_key(page: Any, live: Any) -> None:
+    """Enter the admin key as a user would (each test can run on its own)."""
+    page.fill("#api-key", live.KEYS["admin"])
+    page.click("#use-key")
+    page.wait_for_selector("#sets-message.ok")
+
+
 def active_count(page: Any) -> int:
     """The header's active-set count, as the page shows it."""
     return int(page.get_attribute("#server-status", "data-active"))
@@ -81,7 +92,9 @@ def test_console_shows_where_the_server_keeps_its_registry(page: Any, live_serve
     assert f"data {ready['data_dir']}" in page.text_content("#server-status")
 
 
-def test_console_registers_from_pasted_jsonl_and_revokes_with_a_reason(page: Any, live_server: Any) -> None:
+def test_console_registers_from_pasted_jsonl_and_revokes_with_a_reason(page: Any, live_server: Any,
+                                                                        live: Any) -> None:
+    use_admin_key(page, live)
     page.wait_for_selector("#server-status.ok")
     before = active_count(page)
     page.fill("#reg-name", "console-set")
@@ -94,7 +107,7 @@ def test_console_registers_from_pasted_jsonl_and_revokes_with_a_reason(page: Any
     assert message.startswith("registered"), message
     fs_id = page.text_content("#register-message").split()[1]
     row = f'#sets-table tr[data-id="{fs_id}"]'
-    page.wait_for_selector(f"{row} td.badge.active")  # the list polls while the set builds
+    page.wait_for_selector(f"{row} td.badge.active", timeout=BUILD_MS)  # the list polls while it builds
     assert page.text_content(f"{row} td.steering") == "yes"
     wait_active_count(page, before + 1)  # the header count follows the registry
     page.fill(f"{row} input.reason", "browser test done")
@@ -143,6 +156,7 @@ def test_console_compare_shows_both_arms_side_by_side(
 
 
 def test_console_shows_build_progress_while_a_set_builds(page: Any, live_server: Any, live: Any) -> None:
+    use_admin_key(page, live)
     body = live.tiny_set("progress-set", "Quillon the heron keeps a lighthouse on Tiree.")
     seen: list[str] = []
     page.fill("#reg-name", body["name"])
@@ -156,7 +170,7 @@ def test_console_shows_build_progress_while_a_set_builds(page: Any, live_server:
     bar = page.query_selector(f"{row} progress.build")  # rendered from the 202 onwards, until active
     if bar is not None:
         seen.append(page.text_content(f"{row} span.phase"))
-    page.wait_for_selector(f"{row} td.badge.active")
+    page.wait_for_selector(f"{row} td.badge.active", timeout=BUILD_MS)
     assert page.query_selector(f"{row} progress.build") is None
     record = live_server.request("GET", f"/v1/forget-sets/{fs_id}").json()
     assert record["status"] == "active"
@@ -166,8 +180,9 @@ def test_console_shows_build_progress_while_a_set_builds(page: Any, live_server:
 
 def test_console_edits_threshold_alpha_and_enabled_with_an_audited_reason(
         page: Any, live_server: Any, live: Any) -> None:
+    use_admin_key(page, live)
     fs_id = live_server.register(live.tiny_set("edit-set", "Ottoline the otter runs a ferry in Oban."))
-    live_server.wait_status(fs_id)
+    live_server.wait_status(fs_id, timeout_s=BUILD_MS / 1000)
     page.click("#refresh-sets")
     row = f'#sets-table tr[data-id="{fs_id}"]'
     page.wait_for_selector(f"{row} td.badge.active")
@@ -191,7 +206,9 @@ def test_console_edits_threshold_alpha_and_enabled_with_an_audited_reason(
     live_server.revoke(fs_id)
 
 
-def test_a_failed_submit_replaces_the_previous_success_message(page: Any, live_server: Any, live: Any) -> None:
+def test_a_failed_submit_replaces_the_previous_success_message(page: Any, live_server: Any,
+                                                               live: Any) -> None:
+    use_admin_key(page, live)
     page.fill("#reg-name", "stale-check")
     page.fill("#reg-requested-by", "browser test")
     page.fill("#reg-reason", "message check")
@@ -208,13 +225,19 @@ def test_a_failed_submit_replaces_the_previous_success_message(page: Any, live_s
     page.click("#register")
     page.wait_for_selector("#register-message.error")
     assert page.text_content("#register-message") == "line 1: expected a JSON object"
-    live_server.wait_status(fs_id)
+    live_server.wait_status(fs_id, timeout_s=BUILD_MS / 1000)
     live_server.revoke(fs_id)
 
 
-@pytest.mark.skipif("subjects" not in __import__("service.schemas", fromlist=["x"]).ForgetSetCreateRequest.model_fields,
-                    reason="this server's POST /v1/forget-sets takes no subjects yet")
-def test_console_registers_explicit_subjects(page: Any, live_server: Any) -> None:
+def _server_takes_subjects() -> bool:
+    from service.schemas import ForgetSetCreateRequest
+
+    return "subjects" in ForgetSetCreateRequest.model_fields
+
+
+@pytest.mark.skipif(not _server_takes_subjects(), reason="this server's POST /v1/forget-sets takes no subjects")
+def test_console_registers_explicit_subjects(page: Any, live_server: Any, live: Any) -> None:
+    use_admin_key(page, live)
     page.fill("#reg-name", "subjects-set")
     page.fill("#reg-requested-by", "browser test")
     page.fill("#reg-reason", "subjects check")
@@ -222,9 +245,10 @@ def test_console_registers_explicit_subjects(page: Any, live_server: Any) -> Non
     page.fill("#reg-jsonl", json.dumps({"text": "Marisol the crab paints lighthouses in Vigo."}))
     page.click("#register")
     page.wait_for_selector("#register-message.ok, #register-message.error")
-    assert page.text_content("#register-message").startswith("registered"), page.text_content("#register-message")
-    fs_id = page.text_content("#register-message").split()[1]
+    message = page.text_content("#register-message")
+    assert message.startswith("registered"), message
+    fs_id = message.split()[1]
     record = live_server.request("GET", f"/v1/forget-sets/{fs_id}").json()
     assert record["subjects"] == ["Marisol", "the Vigo crab"]
-    live_server.wait_status(fs_id)
+    live_server.wait_status(fs_id, timeout_s=BUILD_MS / 1000)
     live_server.revoke(fs_id)
