@@ -235,7 +235,7 @@ def _server_takes_subjects() -> bool:
     return "subjects" in ForgetSetCreateRequest.model_fields
 
 
-@pytest.mark.skipif(not _server_takes_subjects(), reason="this server's POST /v1/forget-sets takes no subjects")
+@pytest.mark.skipif(not _server_takes_subjects(), reason="POST /v1/forget-sets takes no subjects here")
 def test_console_registers_explicit_subjects(page: Any, live_server: Any, live: Any) -> None:
     use_admin_key(page, live)
     page.fill("#reg-name", "subjects-set")
