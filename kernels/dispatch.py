@@ -1,7 +1,9 @@
 """Choose the fused Triton kernel or the PyTorch reference for GUARD-IT Eq. 8 (arXiv 2605.12765).
 
 The application passes its settings in (``set_use_triton``, ``set_disabled_kernels``); this module
-never reads the environment. Each fallback reason is logged once at INFO and counted.
+never reads the environment. Each fallback reason is logged once at INFO and counted. A fallback is
+*expected* when it is the configuration's choice (a CPU tensor, Triton switched off, the op disabled) and
+*unexpected* when a CUDA tensor reaches the reference because Triton is missing or cannot take the input.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 FallbackListener = Callable[[str, str], None]
-"""Called as ``listener(op, reason)`` on every fallback, e.g. to bump a Prometheus counter."""
+"""Called as ``listener(op, reason)`` on a fallback, e.g. to bump a Prometheus counter."""
 
 KNOWN_KERNELS = frozenset({"gated_redirect"})
 
@@ -41,6 +43,7 @@ class _Settings:
     use_triton: bool = True
     disabled: frozenset[str] = frozenset()
     listener: FallbackListener | None = None
+    listener_expected: bool = True
 
 
 _settings = _Settings()
@@ -72,9 +75,16 @@ def disabled_kernels() -> frozenset[str]:
     return _settings.disabled
 
 
-def set_fallback_listener(listener: FallbackListener | None) -> None:
-    """Install (or with None remove) the callback run on every fallback."""
+def set_fallback_listener(listener: FallbackListener | None, *, include_expected: bool = True) -> None:
+    """Install (or with None remove) the callback run on fallbacks.
+
+    Args:
+        listener: called as ``listener(op, reason)``.
+        include_expected: False: only unexpected fallbacks (CUDA tensors that Triton could not take),
+            so a CPU deployment, which uses the reference by design, never calls it.
+    """
     _settings.listener = listener
+    _settings.listener_expected = include_expected
 
 
 def fallback_counts() -> dict[str, int]:
@@ -90,27 +100,28 @@ def reset_fallback_counts() -> None:
         _logged.clear()
 
 
-def _record_fallback(op: str, reason: str) -> None:
+def _record_fallback(op: str, reason: str, *, expected: bool) -> None:
     with _lock:
         _counts[op] = _counts.get(op, 0) + 1
         first = (op, reason) not in _logged
         _logged.add((op, reason))
     if first:
         logger.info("kernel %s falls back to the PyTorch reference: %s", op, reason)
-    if _settings.listener is not None:
+    if _settings.listener is not None and (_settings.listener_expected or not expected):
         _settings.listener(op, reason)
 
 
 def _fallback_reason(
     op: str, h: torch.Tensor, out: torch.Tensor | None, use_triton: bool | None
-) -> str | None:
+) -> tuple[str | None, bool]:
+    """(why the reference runs, or None for the fast path; whether that is the configuration's choice)."""
     if use_triton is False or (use_triton is None and not _settings.use_triton):
-        return "triton disabled (use_triton=False)"
+        return "triton disabled (use_triton=False)", True
     if op in _settings.disabled:
-        return "disabled by disabled_kernels"
+        return "disabled by disabled_kernels", True
     if h.device.type != "cuda":
-        return f"device {h.device.type}"
-    return triton_supports(h, out)
+        return f"device {h.device.type}", True
+    return triton_supports(h, out), False
 
 
 def gated_redirect(
@@ -150,10 +161,10 @@ def gated_redirect(
     """
     if not isinstance(h, torch.Tensor):
         raise TypeError(f"expected h to be a torch.Tensor, found {type(h).__name__}")
-    reason = _fallback_reason("gated_redirect", h, out, use_triton)
+    reason, expected = _fallback_reason("gated_redirect", h, out, use_triton)
     if reason is not None:
         if not torch.compiler.is_compiling():
-            _record_fallback("gated_redirect", reason)
+            _record_fallback("gated_redirect", reason, expected=expected)
         return gated_redirect_ref(h, row_vector, vectors, alpha, out, eps=eps, check_indices=check_indices)
     if torch.compiler.is_compiling():
         return gated_redirect_op(h, row_vector, vectors, alpha, out, eps=eps)

@@ -1,4 +1,9 @@
-"""``guardit``: the command line, a second front door onto the same runtime and registry (SPEC.md)."""
+"""``guardit``: the command line, a second front door onto the same registry and engine (SPEC.md).
+
+With ``GUARDIT_URL`` (or ``--url``) every command talks to that server; otherwise it works in this
+process on the local registry (``GUARDIT_DATA_DIR``) through the server's ``Runtime`` and ``Engine``.
+Each command says on stderr which of the two it uses.
+"""
 
 from __future__ import annotations
 
@@ -13,23 +18,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from service.cli_backend import FINAL, CliError, LocalBackend, RemoteBackend, open_backend, where
+from service.cli_input import FORMATS, describe, read_forget_input, read_prompts
+from service.cli_output import build_progress, build_state, note, print_answer, print_gate, print_record
+from service.errors import EXIT_INVALID, error_body, exit_code_for, exit_code_for_code
+from service.generation import EngineError
 from service.registry import RegistryError
-from service.schemas import compare_response, forget_set_response, gate_response, generate_response
 from service.settings import Settings, get_settings
-from steering import SamplingParams, SteeringError, read_forget_file
-from steering.forget_set import ForgetDocuments
-from steering.recheck import generate_reviewed
+from steering import SteeringError
 
 logger = logging.getLogger(__name__)
 
-
-class CliError(Exception):
-    """A user-facing error: printed, exit status 1."""
-
-    def __init__(self, message: str, *, code: str = "invalid_request", field: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.field = field
+Backend = LocalBackend | RemoteBackend
 
 
 def _actor() -> str:
@@ -41,15 +41,12 @@ def _actor() -> str:
 
 def _settings(args: argparse.Namespace) -> Settings:
     settings = get_settings()
-    if getattr(args, "model", None):
-        settings = settings.model_copy(update={"model": args.model})
-    return settings
+    updates = {k: getattr(args, k) for k in ("model", "url", "api_key") if getattr(args, k, None)}
+    return settings.model_copy(update=updates) if updates else settings
 
 
-def _runtime(args: argparse.Namespace) -> Any:
-    from service.runtime import Runtime
-
-    return Runtime(_settings(args))
+def _backend(args: argparse.Namespace) -> Backend:
+    return open_backend(_settings(args))
 
 
 def _emit(args: argparse.Namespace, payload: dict[str, Any], human: Callable[[], None]) -> None:
@@ -59,178 +56,167 @@ def _emit(args: argparse.Namespace, payload: dict[str, Any], human: Callable[[],
         human()
 
 
-def _progress_bar(args: argparse.Namespace) -> Callable[[str, int, int], None] | None:
-    if args.json or not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm
+def _names(backend: Backend) -> Callable[[str], str]:
+    """Forget-set id -> name, looked up once per id ("" when the key may not read forget sets)."""
+    cache: dict[str, str] = {}
 
-    bars: dict[str, Any] = {}
+    def name_of(fs_id: str) -> str:
+        if fs_id not in cache:
+            try:
+                cache[fs_id] = str(backend.get(fs_id).get("name", ""))
+            except (CliError, RegistryError):
+                cache[fs_id] = ""
+        return cache[fs_id]
 
-    def update(stage: str, done: int, total: int) -> None:
-        bar = bars.get(stage)
-        if bar is None:
-            bar = bars[stage] = tqdm(total=total, desc=f"{stage} documents", unit="doc", file=sys.stderr)
-        bar.update(done - bar.n)
-        if done >= total:
-            bar.close()
-
-    return update
+    return name_of
 
 
 # -- forget -------------------------------------------------------------------------------------
-def cmd_forget_add(args: argparse.Namespace) -> int:
-    from service.runtime import Registration
-
-    runtime = _runtime(args)
-    settings = runtime.settings
-    docs: ForgetDocuments = read_forget_file(Path(args.file), max_documents=settings.max_forget_documents)
-    retain = None
+def _registration(args: argparse.Namespace, settings: Settings) -> tuple[dict[str, Any], str]:
+    path = Path(args.file)
+    docs = read_forget_input(path, max_documents=settings.max_forget_documents,
+                             max_chars=settings.max_document_chars)
+    body: dict[str, Any] = {"name": args.name, "reason": args.reason, "requested_by": args.requested_by}
+    if docs.kind == "qa":
+        body["qa"] = [{"question": p.question, "answer": p.answer} for p in docs.qa]
+    else:
+        body["documents"] = list(docs.documents)
+    what = describe(docs, path)
     if args.retain:
-        stored = read_forget_file(Path(args.retain), max_documents=settings.max_forget_documents)
-        retain = stored.gate_texts()
-    reg = Registration(
-        name=args.name, documents=list(docs.documents) if docs.kind == "documents" else None,
-        qa=[(p.question, p.answer) for p in docs.qa] if docs.kind == "qa" else None, retain=retain,
-        reason=args.reason, requested_by=args.requested_by, ticket=args.ticket, layer=args.layer,
-        threshold=args.threshold, alpha=args.alpha)
-    record = runtime.register(reg, actor=_actor())
-    if not args.no_build:
-        record = _build_until_done(runtime, record.id, args)
-    payload = forget_set_response(record.to_dict()).model_dump()
-    _emit(args, payload, lambda: _print_record(payload))
-    return 0 if payload["status"] in {"active", "pending", "building"} else 1
+        retain = read_forget_input(Path(args.retain), max_documents=settings.max_forget_documents,
+                                   max_chars=settings.max_document_chars)
+        body["retain"] = retain.gate_texts()
+        what += f" (retain: {describe(retain, Path(args.retain))})"
+    for key in ("ticket", "layer", "threshold", "alpha"):
+        if getattr(args, key) is not None:
+            body[key] = getattr(args, key)
+    if args.subject:
+        body["subjects"] = list(args.subject)
+    return body, what
 
 
-def _build_until_done(runtime: Any, fs_id: str, args: argparse.Namespace) -> Any:
-    """Build pending sets here; if a server claimed ours, wait for its outcome."""
-    progress = _progress_bar(args)
-    deadline = time.monotonic() + args.wait_timeout
-    while True:
-        record = runtime.registry.get(fs_id)
-        if record.status in {"active", "failed", "revoked"}:
-            return record
-        if runtime.build_next(actor=_actor(), progress=progress) is None:
-            if time.monotonic() > deadline:
-                return record
-            time.sleep(0.5)
+def cmd_forget_add(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    body, what = _registration(args, settings)
+    backend = _backend(args)
+    if args.dry_run:
+        return _dry_run(args, body, what, backend)
+    note(f"read {what}")
+    created = backend.register(dict(body), actor=_actor())
+    if isinstance(backend, RemoteBackend):
+        if args.json:  # stdout holds the 202 body only; the hint still reaches the user
+            note(f"the server builds it; follow the build: guardit forget wait {created['id']}")
+        _emit(args, created, lambda: sys.stdout.write(
+            f"{created['id']}  {args.name}  [{created['status']}]: {what}; the server builds it\n"
+            f"follow the build: guardit forget wait {created['id']}\n"))
+        return 0
+    if args.no_build:
+        _emit(args, created, lambda: (print_record(created), sys.stdout.write(
+            "left pending; build it here or follow a server's build: "
+            f"guardit forget wait {created['id']}\n")))
+        return 0
+    return _follow(args, backend, created["id"])
 
 
-def _print_record(p: dict[str, Any]) -> None:
-    lines = [f"{p['id']}  {p['name']}  [{p['status']}]"]
-    for key in ("n_documents", "n_clusters", "silhouette", "layer", "threshold", "alpha", "reason",
-                "requested_by", "ticket", "created_at", "activated_at", "revoked_at", "error"):
-        if p.get(key) is not None:
-            lines.append(f"  {key:<13} {p[key]}")
-    sys.stdout.write("\n".join(lines) + "\n")
+def _dry_run(args: argparse.Namespace, body: dict[str, Any], what: str, backend: Backend) -> int:
+    items = body.get("qa") or body.get("documents") or []
+    payload = {"dry_run": True, "read": what, "would_register": {k: v for k, v in body.items()
+                                                                 if k not in {"qa", "documents", "retain"}},
+               "kind": "qa" if "qa" in body else "documents", "n_documents": len(items),
+               "n_retain": len(body.get("retain") or []), "first": items[:3], "target": backend.where()}
+
+    def human() -> None:
+        sys.stdout.write(f"dry run: nothing registered. Would register {args.name!r}: {what}\n")
+        for key, value in payload["would_register"].items():
+            if key != "name":
+                sys.stdout.write(f"  {key:<13} {value}\n")
+        for item in payload["first"]:
+            text = f"{item['question']} -> {item['answer']}" if isinstance(item, dict) else item
+            sys.stdout.write(f"  e.g.          {text[:120]}\n")
+
+    _emit(args, payload, human)
+    return 0
+
+
+def _follow(args: argparse.Namespace, backend: Backend, fs_id: str) -> int:
+    """Wait for a build to end (building it here when working locally); prints the final record."""
+    started = time.monotonic()
+    seen: list[str] = []
+
+    def on_poll(record: dict[str, Any]) -> None:
+        state = build_state(record)
+        if not seen or seen[-1] != state:
+            seen.append(state)
+            note(f"{fs_id} {state}")
+
+    if isinstance(backend, LocalBackend):
+        note(f"building {fs_id} in this process (loading the model first)")
+        record = backend.build(fs_id, actor=_actor(), timeout_s=args.timeout, on_poll=on_poll,
+                               progress=build_progress(sys.stderr.isatty() and not args.json))
+    else:
+        deadline = started + args.timeout
+        while (record := backend.get(fs_id))["status"] not in FINAL and time.monotonic() < deadline:
+            on_poll(record)
+            time.sleep(args.poll)
+    if record["status"] in FINAL:
+        note(f"{fs_id} {record['status']} after {time.monotonic() - started:.1f} s")
+    else:
+        note(f"{fs_id} still {build_state(record)} after {args.timeout:g} s; "
+             f"run `guardit forget wait {fs_id}` again")
+    _emit(args, record, lambda: print_record(record))
+    return 0 if record["status"] == "active" else 1
+
+
+def cmd_forget_wait(args: argparse.Namespace) -> int:
+    return _follow(args, _backend(args), args.id)
 
 
 def cmd_forget_list(args: argparse.Namespace) -> int:
-    from service.registry import Registry
-
-    settings = _settings(args)
-    registry = Registry.for_data_dir(settings.data_dir, settings.database_url)
-    records = [forget_set_response(r.to_dict()).model_dump() for r in registry.list(status=args.status)]
+    records = _backend(args).list(args.status)
 
     def human() -> None:
         if not records:
             sys.stdout.write("no forget sets\n")
         for r in records:
-            sys.stdout.write(f"{r['id']}  {r['status']:<8} docs={r['n_documents']:<5} k={r['n_clusters']}  {r['name']}\n")
+            sys.stdout.write(f"{r['id']}  {build_state(r):<8} docs={r['n_documents']:<5} "
+                             f"k={r['n_clusters']}  {r['name']}\n")
 
     _emit(args, {"forget_sets": records}, human)
     return 0
 
 
 def cmd_forget_show(args: argparse.Namespace) -> int:
-    from service.registry import Registry
-
-    settings = _settings(args)
-    registry = Registry.for_data_dir(settings.data_dir, settings.database_url)
-    payload = forget_set_response(registry.get(args.id).to_dict()).model_dump()
-    _emit(args, payload, lambda: _print_record(payload))
+    payload = _backend(args).get(args.id)
+    _emit(args, payload, lambda: print_record(payload))
     return 0
 
 
 def cmd_forget_revoke(args: argparse.Namespace) -> int:
-    from service.registry import Registry
-
-    settings = _settings(args)
-    registry = Registry.for_data_dir(settings.data_dir, settings.database_url)
-    payload = forget_set_response(registry.revoke(args.id, reason=args.reason, actor=_actor()).to_dict()).model_dump()
-    _emit(args, payload, lambda: _print_record(payload))
+    payload = _backend(args).revoke(args.id, args.reason, actor=_actor())
+    _emit(args, payload, lambda: print_record(payload, revoke_reason=args.reason))
     return 0
 
 
 # -- generate / gate ----------------------------------------------------------------------------
 def cmd_generate(args: argparse.Namespace) -> int:
-    runtime = _runtime(args)
-    limit = runtime.settings.max_new_tokens
-    if not 1 <= args.max_new_tokens <= limit:
-        raise CliError(f"expected --max-new-tokens in [1, {limit}], found {args.max_new_tokens}",
-                       field="max_new_tokens")
-    params = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                            top_p=args.top_p, seed=args.seed)
-    prompt = [{"role": "user", "content": args.prompt}]
-    guard = runtime.guard
-    state = guard.state
-    if runtime.settings.answer_recheck:  # as the server answers a non-streamed request
-        steered = generate_reviewed(guard, [prompt], params, state=state)[0]
-    else:
-        steered = guard.generate([prompt], params, steer=True, state=state)[0]
-    if not args.ab:
-        payload = generate_response(steered).model_dump()
-        _emit(args, payload, lambda: sys.stdout.write(steered.text + "\n"))
-        return 0
-    unsteered = guard.generate([prompt], params, steer=False, state=state)[0]
-    payload = compare_response(steered, unsteered).model_dump()
-
-    def human() -> None:
-        matched = ", ".join(f"{m['forget_set_id']}#{m['cluster']} ({m['similarity']:.3f})" for m in payload["matched"])
-        how = "OPEN on the answer (re-checked) " if steered.rechecked else "OPEN "
-        sys.stdout.write(f"gate: {how + matched if matched else 'closed (identical to the base model)'}\n")
-        sys.stdout.write(f"--- steered\n{steered.text}\n--- unsteered\n{unsteered.text}\n")
-
-    _emit(args, payload, human)
+    backend = _backend(args)
+    body: dict[str, Any] = {"prompt": args.prompt, "max_new_tokens": args.max_new_tokens,
+                            "temperature": args.temperature, "top_p": args.top_p}
+    if args.seed is not None:
+        body["seed"] = args.seed
+    payload = backend.generate(body, ab=args.ab)
+    _emit(args, payload, lambda: print_answer(payload, _names(backend)))
     return 0
-
-
-def _read_prompts(path: Path) -> list[str]:
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CliError(f"expected a readable UTF-8 file at {path}, found: {exc}", field="file") from exc
-    lines = [(n, line) for n, line in enumerate(raw.splitlines(), start=1) if line.strip()]
-    if path.suffix.lower() not in {".jsonl", ".json", ".ndjson"}:
-        return [line.strip() for _, line in lines]
-    prompts = []
-    for n, line in lines:
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CliError(f"{path.name} line {n}: expected a JSON object, found invalid JSON ({exc.msg})",
-                           field="file") from exc
-        text = obj.get("prompt", obj.get("question")) if isinstance(obj, dict) else None
-        if not isinstance(text, str) or not text.strip():
-            raise CliError(f"{path.name} line {n}: expected a string 'prompt' or 'question' field", field="file")
-        prompts.append(text)
-    return prompts
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
     if (args.prompt is None) == (args.file is None):
         raise CliError("expected exactly one of PROMPT or --file", field="prompt")
-    runtime = _runtime(args)
-    prompts = [args.prompt] if args.prompt is not None else _read_prompts(Path(args.file))
-    results = [gate_response(m).model_dump() for m in runtime.guard.gate(prompts)]
+    prompts = [args.prompt] if args.prompt is not None else read_prompts(Path(args.file))
+    backend = _backend(args)
+    results = backend.gate(prompts)
     payload = results[0] if args.prompt is not None else {"results": results}
-
-    def human() -> None:
-        for prompt, r in zip(prompts, results, strict=True):
-            tag = "OPEN  " if r["steered"] else "closed"
-            best = max((m["similarity"] for m in r["matched"]), default=None)
-            sys.stdout.write(f"{tag} {'' if best is None else f'{best:.3f} '}{prompt[:100]}\n")
-
-    _emit(args, payload, human)
+    _emit(args, payload, lambda: print_gate(prompts, results, _names(backend)))
     return 0
 
 
@@ -242,62 +228,115 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return eval_cli.run(args)
 
 
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from service.main import serve
 
     updates = {k: v for k, v in (("host", args.host), ("port", args.port), ("model", args.model)) if v}
     settings = Settings(**{**get_settings().model_dump(), **updates})
+    note(f"serving the registry in {settings.data_dir} on http://{settings.host}:{settings.port}")
     serve(settings)
     return 0
 
 
 # -- parser -------------------------------------------------------------------------------------
+class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Appends ``(default: X)`` to options with a value default and no default named in their help."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default is None or action.default is False or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every (sub)command's ``--help`` shows the defaults."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Defaults)
+        super().__init__(*args, **kwargs)
+
+
+def _env_default(name: str) -> str:
+    field = Settings.model_fields[name]
+    factory = field.default_factory
+    default = factory() if factory is not None else field.default  # type: ignore[call-arg]
+    return f"GUARDIT_{name.upper()}, else {default}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``guardit`` argument parser."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
-    common.add_argument("--model", help="override GUARDIT_MODEL")
-    parser = argparse.ArgumentParser(prog="guardit", description="Inference-time unlearning (GUARD-IT) for LLMs")
-    sub = parser.add_subparsers(dest="command", required=True)
+    common.add_argument("--model", help=f"the LLM (default: {_env_default('model')})")
+    common.add_argument("--url", help="talk to this guardit server (default: GUARDIT_URL; unset = work "
+                        "locally on the registry in GUARDIT_DATA_DIR)")
+    common.add_argument("--api-key", help="bearer key for --url (default: GUARDIT_API_KEY)")
+    parser = _Parser(prog="guardit", description="Inference-time unlearning (GUARD-IT) for LLMs. Without "
+                     "GUARDIT_URL every command works on the local registry "
+                     f"(GUARDIT_DATA_DIR, default {_env_default('data_dir').split(', else ')[1]}).")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     serve = sub.add_parser("serve", parents=[common], help="start the HTTP server")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+    serve.add_argument("--host", help=f"bind address (default: {_env_default('host')})")
+    serve.add_argument("--port", type=int, help=f"bind port (default: {_env_default('port')})")
     serve.set_defaults(func=cmd_serve)
 
-    forget = sub.add_parser("forget", help="register, list, show, revoke forget sets")
-    fsub = forget.add_subparsers(dest="forget_command", required=True)
-    add = fsub.add_parser("add", parents=[common], help="register a forget set from a file and build it")
-    add.add_argument("--name", required=True)
-    add.add_argument("--file", required=True, help="JSONL of {text} or {question, answer}; .txt one per line")
-    add.add_argument("--retain", help="retain texts (same formats)")
-    add.add_argument("--reason", default="registered from the command line")
-    add.add_argument("--requested-by", default=_actor().split(":", 1)[1])
-    add.add_argument("--ticket")
-    add.add_argument("--layer", type=int)
-    add.add_argument("--threshold", type=float)
-    add.add_argument("--alpha", type=float)
-    add.add_argument("--no-build", action="store_true", help="leave it pending for a running server to build")
-    add.add_argument("--wait-timeout", type=float, default=600.0, help="seconds to wait for a server's build")
+    forget = sub.add_parser("forget", help="register, list, show, follow and revoke forget sets",
+                            description="Forget sets: register (add), follow a build (wait), list, show, "
+                            "revoke.")
+    fsub = forget.add_subparsers(dest="forget_command", required=True, parser_class=_Parser)
+    add = fsub.add_parser("add", parents=[common], help="register a forget set from a file",
+                          description=f"Register a forget set from FILE: {FORMATS}. Locally the set is built "
+                          "in this process (progress on stderr); with a server it is built there and the "
+                          "command returns at once (follow it with `guardit forget wait ID`).")
+    add.add_argument("--name", required=True, help="a name for people (need not be unique)")
+    add.add_argument("--file", required=True, help="the forget documents: " + FORMATS)
+    add.add_argument("--retain", help="texts to keep answering (same formats; default a built-in neutral "
+                     "corpus)")
+    add.add_argument("--subject", action="append", metavar="NAME",
+                     help="a name the set protects, e.g. the person (repeatable; default: mined from the "
+                     "file)")
+    add.add_argument("--reason", default="registered from the command line", help="why (audited)")
+    add.add_argument("--requested-by", default=_actor().split(":", 1)[1], help="for whom (audited)")
+    add.add_argument("--ticket", help="external reference (audited)")
+    add.add_argument("--layer", type=int, help="decoder block to steer (default: first quartile)")
+    add.add_argument("--threshold", type=float, help="gate threshold T (default: GUARDIT_DEFAULT_THRESHOLD)")
+    add.add_argument("--alpha", type=float, help="strength (default: calibrated at build time)")
+    add.add_argument("--dry-run", action="store_true", help="read and check the file, print what would be "
+                     "registered, register nothing")
+    add.add_argument("--no-build", action="store_true", help="locally: leave it pending (a server on the "
+                     "same registry, or `guardit forget wait ID`, builds it)")
+    add.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for the build")
+    add.add_argument("--poll", type=float, default=1.0, help="seconds between status checks")
     add.set_defaults(func=cmd_forget_add)
-    lst = fsub.add_parser("list", parents=[common])
-    lst.add_argument("--status", choices=["pending", "building", "active", "failed", "revoked"])
+    wait = fsub.add_parser("wait", parents=[common], help="follow a build until the set is active or failed",
+                           description="Follow a forget set's build (phase and progress on stderr) and print "
+                           "the final record; exit 0 when active. Locally, a pending set is built here.")
+    wait.add_argument("id", help="forget-set id, e.g. fs_0123456789ab")
+    wait.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait")
+    wait.add_argument("--poll", type=float, default=1.0, help="seconds between status checks")
+    wait.set_defaults(func=cmd_forget_wait)
+    lst = fsub.add_parser("list", parents=[common], help="every forget set, newest first")
+    lst.add_argument("--status", choices=["pending", "building", "active", "failed", "revoked"],
+                     help="only sets in this status (default: all)")
     lst.set_defaults(func=cmd_forget_list)
-    show = fsub.add_parser("show", parents=[common])
-    show.add_argument("id")
+    show = fsub.add_parser("show", parents=[common], help="one forget set")
+    show.add_argument("id", help="forget-set id")
     show.set_defaults(func=cmd_forget_show)
-    revoke = fsub.add_parser("revoke", parents=[common])
-    revoke.add_argument("id")
-    revoke.add_argument("--reason", required=True)
+    revoke = fsub.add_parser("revoke", parents=[common], help="stop steering for a set and delete its texts")
+    revoke.add_argument("id", help="forget-set id")
+    revoke.add_argument("--reason", required=True, help="why (audited)")
     revoke.set_defaults(func=cmd_forget_revoke)
 
     gen = sub.add_parser("generate", parents=[common], help="one generation with every active forget set")
-    gen.add_argument("prompt")
+    gen.add_argument("prompt", help="one user turn")
     gen.add_argument("--ab", action="store_true", help="print the steered and the unsteered answer")
-    gen.add_argument("--max-new-tokens", type=int, default=128)
-    gen.add_argument("--temperature", type=float, default=0.0)
-    gen.add_argument("--top-p", type=float, default=1.0)
-    gen.add_argument("--seed", type=int)
+    gen.add_argument("--max-new-tokens", type=int, default=128, help="tokens to generate at most")
+    gen.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    gen.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling mass")
+    gen.add_argument("--seed", type=int, help="sampling seed (default: random)")
     gen.set_defaults(func=cmd_generate)
 
     ev = sub.add_parser("eval", parents=[common], help="unlearning evaluation: report.json, report.md, plots")
@@ -307,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_eval)
 
     gate = sub.add_parser("gate", parents=[common], help="the gate decision without generating")
-    gate.add_argument("prompt", nargs="?")
+    gate.add_argument("prompt", nargs="?", help="one user turn (or --file)")
     gate.add_argument("--file", help="JSONL with a prompt or question field per line, or text one per line")
     gate.set_defaults(func=cmd_gate)
     return parser
@@ -334,24 +373,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command != "serve":
         _quiet_libraries()
     try:
+        if args.command not in {"serve", "eval"}:
+            note(f"using {where(_settings(args))}")
         return int(args.func(args))
-    except (CliError, SteeringError, RegistryError) as exc:
-        field = getattr(exc, "field", None)
-        code = getattr(exc, "code", None) or _error_code(exc)
+    except (CliError, SteeringError, RegistryError, EngineError) as exc:
+        if isinstance(exc, CliError):  # already a server's answer, or the CLI's own input check
+            body: dict[str, Any] = {"error": {"code": exc.code, "message": str(exc), "field": exc.field}}
+            status = exit_code_for_code(exc.code)
+        else:
+            body, status = error_body(exc), exit_code_for(exc)
         if getattr(args, "json", False):
-            sys.stdout.write(json.dumps({"error": {"code": code, "message": str(exc), "field": field}}) + "\n")
+            sys.stdout.write(json.dumps(body) + "\n")
         else:
             sys.stderr.write(f"guardit: error: {exc}\n")
-        return 1
+        return status
     except ValueError as exc:  # pydantic settings errors
         sys.stderr.write(f"guardit: error: {exc}\n")
-        return 1
-
-
-def _error_code(exc: Exception) -> str:
-    name = type(exc).__name__
-    return {"NotFoundError": "not_found", "UnknownForgetSetError": "not_found",
-            "InvalidTransitionError": "conflict"}.get(name, "invalid_request")
+        return EXIT_INVALID
 
 
 if __name__ == "__main__":

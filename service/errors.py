@@ -143,6 +143,13 @@ def exit_code_for(exc: BaseException) -> int:
     return classify(exc).exit_code
 
 
+def exit_code_for_code(code: str) -> int:
+    """The CLI exit code of an error ``code`` a server answered with (``EXIT_INVALID`` if unknown)."""
+    by_code = {c: exit_code for c, exit_code in _BY_STATUS.values()}
+    by_code.update({kind.code: kind.exit_code for kind in ERROR_TABLE.values()})
+    return by_code.get(code, EXIT_INVALID)
+
+
 def dotted(field: str | None) -> str | None:
     """``retain[3]`` -> ``retain.3`` (the library's notation to the API's)."""
     return None if field is None else _INDEX.sub(r".\1", field)

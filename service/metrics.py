@@ -41,8 +41,10 @@ BUILD_SECONDS = Histogram("guardit_forget_set_build_seconds", "Wall time of forg
 BATCH_SIZE = Histogram("guardit_batch_size", "Rows per forward pass", registry=REGISTRY,
                        buckets=(1, 2, 4, 8, 16, 32, 64))
 QUEUE_DEPTH = Gauge("guardit_queue_depth", "Requests waiting for a batch slot", registry=REGISTRY)
-KERNEL_FALLBACKS = Counter("guardit_kernel_fallback", "Calls that fell back from a fused kernel to the "
-                           "PyTorch reference, by op", ["op"], registry=REGISTRY)
+KERNEL_FALLBACKS = Counter("guardit_kernel_fallback", "Unexpected fallbacks from a fused kernel to the "
+                           "PyTorch reference (CUDA tensors Triton could not take), by op; the CPU path "
+                           "is not one",
+                           ["op"], registry=REGISTRY)
 
 #: Requests to these paths are not instrumented (probes and the scrape itself).
 UNINSTRUMENTED = frozenset({"/metrics", "/healthz", "/readyz"})
@@ -61,10 +63,11 @@ def count_kernel_fallback(op: str, reason: str) -> None:
 
 
 def attach_kernel_fallbacks() -> None:
-    """Route kernel fallbacks into ``guardit_kernel_fallback_total``."""
+    """Route unexpected kernel fallbacks into ``guardit_kernel_fallback_total``: a CPU deployment runs the
+    reference by design and would otherwise count every steered forward pass (an alert that always fires)."""
     from kernels.dispatch import set_fallback_listener
 
-    set_fallback_listener(count_kernel_fallback)
+    set_fallback_listener(count_kernel_fallback, include_expected=False)
 
 
 def refresh_forget_sets(statuses: list[str]) -> None:

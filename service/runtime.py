@@ -43,9 +43,12 @@ from steering.verify import verify_forget_set
 
 logger = logging.getLogger(__name__)
 
-#: Verification answers are this long (a fact shows early) and run this many at a time.
-VERIFY_TOKENS = 32
+#: Verification answers are this long (a fact shows early) and run this many at a time; the long
+#: attack shapes put this many words of filler before the question (past the embedder's 256 word
+#: pieces, so they test the truncation class, yet cheap to prefill on a CPU).
+VERIFY_TOKENS = 24
 VERIFY_BATCH = 8
+VERIFY_FILLER_WORDS = 400
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -276,7 +279,8 @@ class Runtime:
         docs, _ = self._stored(fs_id)
         subjects = [*record.subject_names, *(s.names[0].title() for s in art.subjects if s.names)]
         facts = cloze_facts(docs, subjects=subjects) if docs.documents else []
-        probes = make_probes(docs, subjects=subjects, facts=facts, per_kind=self.settings.verify_per_kind)
+        probes = make_probes(docs, subjects=subjects, facts=facts, per_kind=self.settings.verify_per_kind,
+                             filler_words=VERIFY_FILLER_WORDS)
         params = SamplingParams(max_new_tokens=VERIFY_TOKENS)
         started = time.perf_counter()
 

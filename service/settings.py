@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -21,7 +22,9 @@ class Settings(BaseSettings):
 
     model: str = Field("smollm2-135m-instruct", description="LLM: embedded alias, local HF model dir, or .gguf path")
     embedder: str = Field("all-minilm-l6-v2", description="sentence-transformer for the gate: alias or local dir")
-    data_dir: Path = Field(Path("./guardit-data"), description="registry, converted models, logs")
+    data_dir: Path = Field(default_factory=lambda: default_data_dir(),
+                           description="registry, converted models, logs; default $XDG_DATA_HOME/guardit, "
+                           "else ~/.local/share/guardit (one registry per user, whatever the current folder)")
     database_url: str | None = Field(None, description="default sqlite:///<data dir>/registry.db; postgresql://...")
     api_keys: dict[str, list[str]] | None = Field(
         None, description='JSON {"<key>": ["<scope>", ...]}; scopes generate, compare, forget, admin')
@@ -80,6 +83,10 @@ class Settings(BaseSettings):
     default_temperature: float = Field(
         0.0, ge=0.0, le=2.0, description="temperature of OpenAI-compatible requests that omit it "
         "(OpenAI's own default is 1; 0 = greedy)")
+    url: str | None = Field(None, description="CLI: base URL of a running guardit server (e.g. "
+                            "http://127.0.0.1:8000); unset = the CLI works on the local registry itself")
+    api_key: str | None = Field(None, description="CLI: bearer key sent to GUARDIT_URL (not needed in the "
+                                "server's loopback dev mode)")
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -125,6 +132,14 @@ class Settings(BaseSettings):
     def model_cache_dir(self) -> Path:
         """Where converted models are cached."""
         return self.data_dir / "models"
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/guardit``, else ``~/.local/share/guardit`` (XDG base directory rules: a relative
+    ``XDG_DATA_HOME`` is ignored)."""
+    base = os.environ.get("XDG_DATA_HOME", "")
+    root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".local" / "share"
+    return root / "guardit"
 
 
 def is_loopback(host: str) -> bool:

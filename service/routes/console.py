@@ -12,7 +12,8 @@ from service.errors import ApiError
 
 router = APIRouter(include_in_schema=False)
 
-_TYPES = {"console.js": "text/javascript; charset=utf-8", "console.css": "text/css; charset=utf-8"}
+_TYPES = {"console.js": "text/javascript; charset=utf-8", "console.css": "text/css; charset=utf-8",
+          "favicon.svg": "image/svg+xml"}
 # The page handles API keys: no inline script, nothing from other origins, no framing.
 _HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
@@ -34,9 +35,15 @@ def console() -> HTMLResponse:
     return HTMLResponse(_static("index.html"), headers=_HEADERS)
 
 
+@router.get("/favicon.ico")
+def favicon() -> Response:
+    """The icon browsers ask for by default (an SVG, which they accept under this name)."""
+    return Response(_static("favicon.svg"), media_type=_TYPES["favicon.svg"], headers=_HEADERS)
+
+
 @router.get("/static/{name}")
 def static(name: str) -> Response:
-    """The console's script and style sheet (a fixed list: no path is ever read from the request)."""
+    """The console's script, style sheet and icon (a fixed list: no path is ever read from the request)."""
     if name not in _TYPES:
         raise ApiError(404, "not_found", f"expected one of {sorted(_TYPES)}, found {name!r:.60}")
     return Response(_static(name), media_type=_TYPES[name], headers=_HEADERS)

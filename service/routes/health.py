@@ -7,14 +7,23 @@ import logging
 
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
+from pydantic import Field
 
 from service.errors import ApiError
 from service.metrics import refresh_forget_sets, render
-from service.schemas import ErrorResponse, HealthResponse
+from service.protocol.common import ErrorResponse, HealthResponse
 
 logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["health"])
+
+
+class ReadyResponse(HealthResponse):
+    """``GET /readyz`` when ready: also which registry this server uses, so a CLI user can check that
+    ``guardit`` (``GUARDIT_DATA_DIR``) and the server look at the same one."""
+
+    data_dir: str | None = Field(None, description="GUARDIT_DATA_DIR of the server (models, SQLite registry)")
+    registry: str | None = Field(None, description="the registry's database URL, password hidden")
 
 
 @router.get("/healthz", response_model=HealthResponse, response_model_exclude_none=True, summary="Liveness")
@@ -36,10 +45,11 @@ def _not_ready(request: Request) -> str | None:
     return None
 
 
-@router.get("/readyz", response_model=HealthResponse, summary="Readiness",
+@router.get("/readyz", response_model=ReadyResponse, summary="Readiness",
             responses={503: {"model": ErrorResponse, "description": "not ready (reason in the message)"}})
-async def readyz(request: Request) -> HealthResponse:
-    """200 when the model is loaded and the registry answers; 503 (with the reason) otherwise."""
+async def readyz(request: Request) -> ReadyResponse:
+    """200 when the model is loaded and the registry answers (with the data dir and registry it uses);
+    503 (with the reason) otherwise."""
     reason = _not_ready(request)
     if reason is not None:
         raise ApiError(503, "not_ready", f"expected a ready server, found {reason}")
@@ -49,7 +59,8 @@ async def readyz(request: Request) -> HealthResponse:
     except Exception as exc:  # noqa: BLE001 - any database failure means not ready
         logger.warning("readiness: registry unreachable: %s", type(exc).__name__)
         raise ApiError(503, "not_ready", "expected a reachable registry, found it failing") from exc
-    return HealthResponse(status="ready", model=runtime.model_id, forget_sets_active=active)
+    return ReadyResponse(status="ready", model=runtime.model_id, forget_sets_active=active,
+                         data_dir=str(runtime.settings.data_dir.resolve()), registry=runtime.registry.url)
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)

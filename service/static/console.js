@@ -1,11 +1,11 @@
-// guardit web console: forget sets, registration, revocation, audit log and A/B compare over the
-// HTTP API (SPEC.md). Vanilla JS, no build step; every server string is inserted as text, never HTML.
+// guardit web console: forget sets (register, tune, revoke, build progress), audit log and A/B compare
+// over the HTTP API (SPEC.md). Vanilla JS, no build step; every server string is inserted as text, never HTML.
 "use strict";
 
 (() => {
   const $ = (id) => document.getElementById(id);
   const KEY_STORE = "guardit-api-key";
-  const state = { key: sessionStorage.getItem(KEY_STORE) || "", pollTimer: null, wasBusy: false };
+  const state = { key: sessionStorage.getItem(KEY_STORE) || "", pollTimer: null, wasBusy: false, sets: [] };
 
   class ApiFailure extends Error {
     constructor(status, error) {
@@ -54,20 +54,31 @@
   }
 
   // -- server status --------------------------------------------------------------------------
-  async function checkServer() {
+  // Called at start and after every change to the registry, so the header count is never stale.
+  async function checkServer(retry = true) {
     try {
       const ready = await api("GET", "/readyz");
-      say("server-status", `ready: model ${ready.model}, ${ready.forget_sets_active} active forget set(s)`, "ok");
+      const where = ready.data_dir ? ` \u00b7 data ${ready.data_dir}` : "";
+      say("server-status", `ready: model ${ready.model}, ${ready.forget_sets_active} active forget set(s)${where}`, "ok");
+      $("server-status").dataset.active = String(ready.forget_sets_active);
     } catch (err) {
       say("server-status", `not ready: ${err.message}`, "warn");
-      setTimeout(checkServer, 3000);
+      if (retry) setTimeout(checkServer, 3000);
     }
   }
 
   // -- forget sets ----------------------------------------------------------------------------
-  function revokeCell(tr, set) {
-    const cell = td(tr, "");
+  function actionsCell(tr, set) {
+    const cell = td(tr, "", "actions");
     if (set.status === "revoked") return;
+    if (set.status !== "failed") {
+      const edit = document.createElement("button");
+      edit.type = "button";
+      edit.textContent = "Edit";
+      edit.className = "secondary edit";
+      edit.addEventListener("click", () => openEditor(set));
+      cell.append(edit);
+    }
     const reason = document.createElement("input");
     reason.placeholder = "reason";
     reason.className = "reason";
@@ -79,7 +90,33 @@
     cell.append(reason, button);
   }
 
+  // Whether a set steers: a revoked or failed set never does, whatever its enabled flag says.
+  function steering(set) {
+    if (set.status === "revoked") return "revoked";
+    if (set.status === "failed") return "no (build failed)";
+    if (set.status !== "active") return "not yet";
+    return set.enabled ? "yes" : "disabled";
+  }
+
+  function statusCell(tr, set) {
+    const status = td(tr, set.status, `badge ${set.status}`);
+    if (set.error) status.title = set.error;
+    if (set.status !== "building" && set.status !== "pending") return;
+    const fraction = typeof set.build_progress === "number" ? set.build_progress : null;
+    const bar = document.createElement("progress");
+    bar.className = "build";
+    bar.max = 1;
+    if (fraction !== null) bar.value = fraction;  // no value: an indeterminate bar until the builder reports
+    status.appendChild(bar);
+    const phase = document.createElement("span");
+    phase.className = "phase";
+    phase.textContent = set.build_phase
+      ? `${set.build_phase}${fraction === null ? "" : ` ${Math.round(100 * fraction)}%`}` : "waiting for the builder";
+    status.appendChild(phase);
+  }
+
   function renderSets(sets) {
+    state.sets = sets;
     const body = $("sets-table").querySelector("tbody");
     body.replaceChildren();
     for (const set of sets) {
@@ -87,16 +124,15 @@
       tr.dataset.id = set.id;
       td(tr, set.id, "mono");
       td(tr, set.name);
-      const status = td(tr, set.status, `badge ${set.status}`);
-      if (set.error) status.title = set.error;
+      statusCell(tr, set);
       td(tr, set.n_documents);
       td(tr, set.n_clusters);
       td(tr, set.layer);
       td(tr, set.threshold === null ? "" : set.threshold.toFixed(2));
       td(tr, set.alpha === null ? "" : set.alpha.toFixed(2));
-      td(tr, set.enabled ? "yes" : "no");
+      td(tr, steering(set), "steering");
       td(tr, fmtTime(set.created_at));
-      revokeCell(tr, set);
+      actionsCell(tr, set);
       body.appendChild(tr);
     }
   }
@@ -109,7 +145,10 @@
       const busy = data.forget_sets.filter((s) => s.status === "pending" || s.status === "building").length;
       say("sets-message", `${data.forget_sets.length} forget set(s)` + (busy ? `, ${busy} building...` : ""), "ok");
       if (busy) state.pollTimer = setTimeout(loadSets, 1500);
-      else if (state.wasBusy) loadAudit();
+      else if (state.wasBusy) {
+        loadAudit();
+        checkServer(false);
+      }
       state.wasBusy = busy > 0;
     } catch (err) {
       renderSets([]);
@@ -124,12 +163,59 @@
     }
     try {
       await api("DELETE", `/v1/forget-sets/${encodeURIComponent(id)}?reason=${encodeURIComponent(reason)}`);
-      say("sets-message", `revoked ${id}`, "ok");
+      await loadSets();
+      say("sets-message", `revoked ${id}: ${reason}`, "ok");
     } catch (err) {
+      await loadSets();
       say("sets-message", explain(err), "error");
     }
-    await loadSets();
+    if (!$("edit-form").hidden && $("edit-id").textContent === id) $("edit-form").hidden = true;
+    checkServer(false);
     loadAudit();
+  }
+
+  // -- tuning ---------------------------------------------------------------------------------
+  function openEditor(set) {
+    $("edit-id").textContent = set.id;
+    $("edit-threshold").value = set.threshold === null ? "" : set.threshold;
+    $("edit-alpha").value = set.alpha === null ? "" : set.alpha;
+    $("edit-enabled").checked = Boolean(set.enabled);
+    $("edit-reason").value = "";
+    say("edit-message", "", "");
+    $("edit-form").hidden = false;
+    $("edit-reason").focus();
+  }
+
+  async function saveEdit(event) {
+    event.preventDefault();
+    const id = $("edit-id").textContent;
+    const set = state.sets.find((s) => s.id === id) || {};
+    const reason = $("edit-reason").value.trim();
+    if (!reason) {
+      say("edit-message", "enter a reason: every change is audited", "error");
+      return;
+    }
+    const body = { reason };
+    for (const field of ["threshold", "alpha"]) {
+      const raw = $(`edit-${field}`).value.trim();
+      if (raw !== "" && Number(raw) !== set[field]) body[field] = Number(raw);
+    }
+    if ($("edit-enabled").checked !== Boolean(set.enabled)) body.enabled = $("edit-enabled").checked;
+    if (Object.keys(body).length === 1) {
+      say("edit-message", "nothing changed", "warn");
+      return;
+    }
+    say("edit-message", "saving...", "");
+    try {
+      const r = await api("PATCH", `/v1/forget-sets/${encodeURIComponent(id)}`, body);
+      const enabled = r.enabled ? "enabled" : "disabled";
+      say("edit-message", `updated ${id}: threshold ${r.threshold}, alpha ${r.alpha}, ${enabled}`, "ok");
+      await loadSets();
+      checkServer(false);
+      loadAudit();
+    } catch (err) {
+      say("edit-message", explain(err), "error");
+    }
   }
 
   // -- registration ---------------------------------------------------------------------------
@@ -188,22 +274,31 @@
 
   async function register(event) {
     event.preventDefault();
+    say("register-message", "", "");  // never leave the previous outcome standing
     let body;
     try {
       body = { name: $("reg-name").value.trim(), reason: $("reg-reason").value.trim(),
-               requested_by: $("reg-requested-by").value.trim(), ...formContent() };
+               requested_by: $("reg-requested-by").value.trim() };
+      for (const [field, label] of [["name", "name"], ["requested_by", "requested by"], ["reason", "reason"]]) {
+        if (!body[field]) throw new Error(`expected a ${label}, found it empty`);
+      }
+      Object.assign(body, formContent());
     } catch (err) {
       say("register-message", err.message, "error");
       return;
     }
     if ($("reg-ticket").value.trim()) body.ticket = $("reg-ticket").value.trim();
+    const subjects = $("reg-subjects").value.split(",").map((s) => s.trim()).filter(Boolean);
+    if (subjects.length) body.subjects = subjects;
     optionalNumber("reg-layer", body, "layer");
     optionalNumber("reg-threshold", body, "threshold");
     optionalNumber("reg-alpha", body, "alpha");
+    say("register-message", "registering...", "");
     try {
       const created = await api("POST", "/v1/forget-sets", body);
       say("register-message", `registered ${created.id} (${created.status}); building in the background`, "ok");
       await loadSets();
+      checkServer(false);
       loadAudit();
     } catch (err) {
       say("register-message", explain(err), "error");
@@ -270,6 +365,10 @@
         ? "identical output"
         : `outputs diverge at token #${r.first_divergent_token} (highlighted)`;
       renderMatched(r.matched);
+      const info = r.steered.guardit || {};
+      $("abstained").hidden = !info.abstained;
+      $("abstained").textContent = info.abstained
+        ? `steered arm abstained${info.abstain_reason || info.reason ? `: ${info.abstain_reason || info.reason}` : ""}` : "";
       const how = r.steered.guardit.rechecked
         ? "; the prompt left the gate closed, the unsteered answer opened it (answer re-check)" : "";
       say("compare-message", `${r.steered.usage.completion_tokens} / ${r.unsteered.usage.completion_tokens} tokens${how}`, "ok");
@@ -332,6 +431,8 @@
       });
     }
     $("compare-form").addEventListener("submit", compare);
+    $("edit-form").addEventListener("submit", saveEdit);
+    $("edit-cancel").addEventListener("click", () => { $("edit-form").hidden = true; });
     $("audit-form").addEventListener("submit", loadAudit);
     checkServer();
     loadSets();

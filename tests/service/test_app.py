@@ -146,22 +146,42 @@ def test_every_spec_metric_is_registered() -> None:
             "guardit_batch_size", "guardit_queue_depth", "guardit_kernel_fallback"} <= names
 
 
-def test_kernel_fallbacks_are_counted_through_the_dispatch_listener() -> None:
-    import torch
+def _fallback_count() -> float:
     from prometheus_client import generate_latest
 
-    from kernels.dispatch import gated_redirect
-    from service.metrics import REGISTRY, attach_kernel_fallbacks
+    from service.metrics import REGISTRY
 
-    def count() -> float:
-        pattern = rb'guardit_kernel_fallback_total\{op="gated_redirect"\} (\S+)'
-        line = re.search(pattern, generate_latest(REGISTRY))
-        return float(line.group(1)) if line else 0.0
+    pattern = rb'guardit_kernel_fallback_total\{op="gated_redirect"\} (\S+)'
+    line = re.search(pattern, generate_latest(REGISTRY))
+    return float(line.group(1)) if line else 0.0
+
+
+def test_the_cpu_reference_path_is_not_counted_as_a_kernel_fallback() -> None:
+    import torch
+
+    from kernels.dispatch import gated_redirect
+    from service.metrics import attach_kernel_fallbacks
 
     attach_kernel_fallbacks()
-    before = count()
-    gated_redirect(torch.ones(2, 8), torch.tensor([0, -1]), torch.ones(1, 8), 0.5)  # CPU: the reference
-    assert count() == before + 1
+    before = _fallback_count()
+    for _ in range(3):  # CPU: the reference, by design
+        gated_redirect(torch.ones(2, 8), torch.tensor([0, -1]), torch.ones(1, 8), 0.5)
+    assert _fallback_count() == before
+
+
+def test_an_unexpected_kernel_fallback_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from kernels import dispatch
+    from service.metrics import attach_kernel_fallbacks
+
+    # What dispatch decides for a CUDA tensor when Triton is not installed (no GPU needed to check the count).
+    monkeypatch.setattr(dispatch, "_fallback_reason", lambda *args: ("triton is not installed", False))
+    attach_kernel_fallbacks()
+    before = _fallback_count()
+    out = dispatch.gated_redirect(torch.ones(2, 8), torch.tensor([0, -1]), torch.ones(1, 8), 0.5)
+    assert _fallback_count() == before + 1
+    assert torch.equal(out[1], torch.ones(8))  # the reference ran: the untouched row is copied
 
 
 # -- deployment files -----------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The web console in a real browser (Debian chromium, headless, via Playwright) against the live server:
-enter a key, see the forget sets, register and revoke one, run an A/B compare and read both panes."""
+enter a key, see the forget sets, register one (watching its build), tune and revoke it with a reason, run
+an A/B compare and read both panes, as a user clicks through."""
 
 from __future__ import annotations
 
@@ -55,7 +56,47 @@ def test_console_lists_forget_sets_only_with_a_key(page: Any, live: Any, tofu_se
     page.wait_for_selector("#audit-table tbody tr")
 
 
-def test_console_registers_from_pasted_jsonl_and_revokes_with_a_reason(page: Any, live_server: Any) -> None:
+#: A build waits behind others on the server's single builder thread: minutes on a loaded CPU.
+BUILD_MS = 600_000
+
+
+def use_admin_key(page: Any, live: Any) -> None:
+    """Enter the admin key as a user would (each test can run on its own)."""
+    page.fill("#api-key", live.KEYS["admin"])
+    page.click("#use-key")
+    page.wait_for_selector("#sets-message.ok")
+
+
+def active_count(page: Any) -> int:
+    """The header's active-set count, as the page shows it."""
+    return int(page.get_attribute("#server-status", "data-active"))
+
+
+def wait_active_count(page: Any, count: int) -> None:
+    page.wait_for_function(f"document.querySelector('#server-status').dataset.active === '{count}'")
+
+
+def test_console_has_an_icon(page: Any, live_server: Any) -> None:
+    assert page.get_attribute('link[rel="icon"]', "href") == "/static/favicon.svg"
+    for path in ("/static/favicon.svg", "/favicon.ico"):
+        response = live_server.client.get(path)
+        assert response.status_code == 200 and response.headers["content-type"] == "image/svg+xml"
+        assert response.text.startswith("<svg")
+
+
+def test_console_shows_where_the_server_keeps_its_registry(page: Any, live_server: Any) -> None:
+    ready = live_server.client.get("/readyz").json()
+    assert ready["data_dir"] == str(live_server.data_dir.resolve())
+    assert ready["registry"].endswith("registry.db")
+    page.wait_for_selector("#server-status.ok")
+    assert f"data {ready['data_dir']}" in page.text_content("#server-status")
+
+
+def test_console_registers_from_pasted_jsonl_and_revokes_with_a_reason(page: Any, live_server: Any,
+                                                                        live: Any) -> None:
+    use_admin_key(page, live)
+    page.wait_for_selector("#server-status.ok")
+    before = active_count(page)
     page.fill("#reg-name", "console-set")
     page.fill("#reg-requested-by", "browser test")
     page.fill("#reg-reason", "console check")
@@ -66,10 +107,15 @@ def test_console_registers_from_pasted_jsonl_and_revokes_with_a_reason(page: Any
     assert message.startswith("registered"), message
     fs_id = page.text_content("#register-message").split()[1]
     row = f'#sets-table tr[data-id="{fs_id}"]'
-    page.wait_for_selector(f"{row} td.badge.active")  # the list polls while the set builds
+    page.wait_for_selector(f"{row} td.badge.active", timeout=BUILD_MS)  # the list polls while it builds
+    assert page.text_content(f"{row} td.steering") == "yes"
+    wait_active_count(page, before + 1)  # the header count follows the registry
     page.fill(f"{row} input.reason", "browser test done")
     page.click(f"{row} button.danger")
     page.wait_for_selector(f"{row} td.badge.revoked")
+    assert page.text_content(f"{row} td.steering") == "revoked"  # not "enabled yes"
+    assert page.text_content("#sets-message") == f"revoked {fs_id}: browser test done"
+    wait_active_count(page, before)
     assert live_server.status(fs_id) == "revoked"
     assert live_server.audit(fs_id)[-1]["reason"] == "browser test done"
     newest = page.wait_for_selector("#audit-table tbody tr:first-child td.badge.revoke")  # audit refreshed
@@ -90,6 +136,11 @@ def test_console_compare_shows_both_arms_side_by_side(
                                    json={"prompt": question, "max_new_tokens": 12, "seed": 0}).json()
     assert page.text_content("#steered-text") == expected["steered"]["text"]
     assert page.text_content("#unsteered-text") == expected["unsteered"]["text"]
+    info = expected["steered"]["guardit"]
+    if info.get("abstained"):
+        assert page.is_visible("#abstained") and "abstained" in page.text_content("#abstained")
+    else:
+        assert not page.is_visible("#abstained")
     matched = [td.text_content() for td in page.query_selector_all("#matched-table tbody td.mono")]
     assert matched == [m["forget_set_id"] for m in expected["matched"]]
     if expected["first_divergent_token"] is None:
@@ -102,3 +153,95 @@ def test_console_compare_shows_both_arms_side_by_side(
     if shot:
         page.screenshot(path=shot, full_page=True)
     assert script_errors == []
+
+
+def test_console_shows_build_progress_while_a_set_builds(page: Any, live_server: Any, live: Any) -> None:
+    use_admin_key(page, live)
+    body = live.tiny_set("progress-set", "Quillon the heron keeps a lighthouse on Tiree.")
+    seen: list[str] = []
+    page.fill("#reg-name", body["name"])
+    page.fill("#reg-requested-by", "browser test")
+    page.fill("#reg-reason", "progress check")
+    page.fill("#reg-jsonl", json.dumps({"text": body["documents"][0]}))
+    page.click("#register")
+    page.wait_for_selector("#register-message.ok")
+    fs_id = page.text_content("#register-message").split()[1]
+    row = f'#sets-table tr[data-id="{fs_id}"]'
+    bar = page.query_selector(f"{row} progress.build")  # rendered from the 202 onwards, until active
+    if bar is not None:
+        seen.append(page.text_content(f"{row} span.phase"))
+    page.wait_for_selector(f"{row} td.badge.active", timeout=BUILD_MS)
+    assert page.query_selector(f"{row} progress.build") is None
+    record = live_server.request("GET", f"/v1/forget-sets/{fs_id}").json()
+    assert record["status"] == "active"
+    assert all(text for text in seen)  # a phase name, or "waiting for the builder"
+    live_server.revoke(fs_id)
+
+
+def test_console_edits_threshold_alpha_and_enabled_with_an_audited_reason(
+        page: Any, live_server: Any, live: Any) -> None:
+    use_admin_key(page, live)
+    fs_id = live_server.register(live.tiny_set("edit-set", "Ottoline the otter runs a ferry in Oban."))
+    live_server.wait_status(fs_id, timeout_s=BUILD_MS / 1000)
+    page.click("#refresh-sets")
+    row = f'#sets-table tr[data-id="{fs_id}"]'
+    page.wait_for_selector(f"{row} td.badge.active")
+    page.click(f"{row} button.edit")
+    page.fill("#edit-threshold", "0.7")
+    page.click("#edit-save")
+    page.wait_for_selector("#edit-message.error")  # no reason: refused before any request
+    assert "reason" in page.text_content("#edit-message")
+    page.fill("#edit-alpha", "0.25")
+    page.uncheck("#edit-enabled")
+    page.fill("#edit-reason", "tuning after review")
+    page.click("#edit-save")
+    page.wait_for_selector("#edit-message.ok")
+    assert page.text_content("#edit-message") == f"updated {fs_id}: threshold 0.7, alpha 0.25, disabled"
+    record = live_server.request("GET", f"/v1/forget-sets/{fs_id}").json()
+    assert (record["threshold"], record["alpha"], record["enabled"]) == (0.7, 0.25, False)
+    page.wait_for_function(f"document.querySelector('{row} td.steering').textContent === 'disabled'")
+    assert page.text_content(f"{row} td:nth-child(7)") == "0.70"
+    update = [e for e in live_server.audit(fs_id) if e["action"] == "update"][-1]
+    assert update["reason"] == "tuning after review"
+    live_server.revoke(fs_id)
+
+
+def test_a_failed_submit_replaces_the_previous_success_message(page: Any, live_server: Any,
+                                                               live: Any) -> None:
+    use_admin_key(page, live)
+    page.fill("#reg-name", "stale-check")
+    page.fill("#reg-requested-by", "browser test")
+    page.fill("#reg-reason", "message check")
+    page.fill("#reg-jsonl", json.dumps({"text": "Marisol the crab paints lighthouses in Vigo."}))
+    page.click("#register")
+    page.wait_for_selector("#register-message.ok")
+    fs_id = page.text_content("#register-message").split()[1]
+    page.fill("#reg-name", "")
+    page.click("#register")
+    page.wait_for_selector("#register-message.error")
+    assert page.text_content("#register-message") == "expected a name, found it empty"
+    page.fill("#reg-name", "stale-check-2")
+    page.fill("#reg-jsonl", "not json")
+    page.click("#register")
+    page.wait_for_selector("#register-message.error")
+    assert page.text_content("#register-message") == "line 1: expected a JSON object"
+    live_server.wait_status(fs_id, timeout_s=BUILD_MS / 1000)
+    live_server.revoke(fs_id)
+
+
+def test_console_registers_explicit_subjects(page: Any, live_server: Any, live: Any) -> None:
+    use_admin_key(page, live)
+    page.fill("#reg-name", "subjects-set")
+    page.fill("#reg-requested-by", "browser test")
+    page.fill("#reg-reason", "subjects check")
+    page.fill("#reg-subjects", "Marisol, the Vigo crab")
+    page.fill("#reg-jsonl", json.dumps({"text": "Marisol the crab paints lighthouses in Vigo."}))
+    page.click("#register")
+    page.wait_for_selector("#register-message.ok, #register-message.error")
+    message = page.text_content("#register-message")
+    assert message.startswith("registered"), message
+    fs_id = message.split()[1]
+    record = live_server.request("GET", f"/v1/forget-sets/{fs_id}").json()
+    assert record["subjects"] == ["Marisol", "the Vigo crab"]
+    live_server.wait_status(fs_id, timeout_s=BUILD_MS / 1000)
+    live_server.revoke(fs_id)
