@@ -10,6 +10,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -254,21 +255,25 @@ class Runtime:
                               max_chars=self.settings.max_document_chars)
         return docs, list(stored.retain)
 
-    def verify(self, fs_id: str) -> dict[str, Any] | None:
+    def verify(self, fs_id: str, *, kinds: Sequence[str] | None = None) -> dict[str, Any] | None:
         """Run an active set's verification probes through the answer policy and store the report.
 
         The report (``steering.verify``: leak, abstain, degenerate and changed-neighbour rates per probe
         kind, with examples) is what a compliance officer attaches to the ticket. It quotes forget-set
         content: it is stored with the set (deleted on revocation) and shown to the forget scope only.
         A failure is logged and leaves the set active without a report.
+
+        Args:
+            fs_id: an active set.
+            kinds: only these probe kinds (default: every kind, ``verify_per_kind`` probes each).
         """
         try:
-            return self._verify(fs_id)
+            return self._verify(fs_id, kinds)
         except Exception:  # noqa: BLE001 - the set is active already; a missing report is visible in GET
             logger.exception("verification of forget set %s failed", fs_id)
             return None
 
-    def _verify(self, fs_id: str) -> dict[str, Any] | None:
+    def _verify(self, fs_id: str, kinds: Sequence[str] | None) -> dict[str, Any] | None:
         state = self.guard.state
         if fs_id not in state.ids():
             return None
@@ -281,6 +286,8 @@ class Runtime:
         facts = cloze_facts(docs, subjects=subjects) if docs.documents else []
         probes = make_probes(docs, subjects=subjects, facts=facts, per_kind=self.settings.verify_per_kind,
                              filler_words=VERIFY_FILLER_WORDS)
+        if kinds is not None:
+            probes = [p for p in probes if p.kind in kinds]
         params = SamplingParams(max_new_tokens=VERIFY_TOKENS)
         started = time.perf_counter()
 
