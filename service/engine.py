@@ -175,7 +175,7 @@ class Engine:
     async def _review(self, req: GenerationRequest, gen: Generation) -> Generation:
         """Act on the answer policy's verdicts (``steering.recheck.review``) until one accepts: steer
         again, escalate, or abstain. Rows that stay closed keep the base model's answer bit for bit.
-        Streams are reviewed while they run instead (``_review_streams``)."""
+        Streams are reviewed while they run instead (``_review_stream_row``)."""
         for attempt in range(3):  # steer, escalate, abstain: at most two more generations
             if not self._policy_applies(req, gen):
                 return gen
@@ -189,7 +189,7 @@ class Engine:
             self._count_verdict(req, verdict)
             again = await self._await(await self.submit_async(
                 replace(req, forced=verdict.matches, boost=verdict.boost)))
-            gen = replace(again, rechecked=again.steered)
+            gen = replace(again, rechecked=gen.rechecked or (verdict.action == "steer" and again.steered))
         return gen
 
     def _policy_applies(self, req: GenerationRequest, gen: Generation) -> bool:
