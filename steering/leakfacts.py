@@ -139,9 +139,10 @@ def mine_facts(text: str, *, subjects: Iterable[str] = ()) -> list[Fact]:
                     and f" {fa} {fb} " not in f" {neutral} ":
                 add(f"{fa} {fb}", "phrase", WEAK)
     forms = [f" {norm(s)} " for s in subjects]
-    # A name that holds a subject's name ("author basil mahfouz al kuwaiti") is the subject.
-    return [f for key, f in facts.items()
-            if not (f.kind == "name" and any(form in f" {key} " for form in forms))]
+    # The subject's name is the subject (an anchor), whatever form mined it; so is a name that holds
+    # it ("author basil mahfouz al kuwaiti").
+    return [f for key, f in facts.items() if f" {key} " not in forms
+            and not (f.kind == "name" and any(form in f" {key} " for form in forms))]
 
 
 def mine_subjects(texts: Sequence[str], *, share: float = 0.3) -> list[str]:
