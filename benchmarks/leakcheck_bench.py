@@ -62,8 +62,8 @@ def questions(n_retain: int) -> dict[str, list[dict[str, str]]]:
     for t in topics:
         sets[f"topic:{t['name']}"] = [dict(r) for r in t["questions"]]
         sets[f"neighbour:{t['name']}"] = [dict(r) for r in t["neighbours"]]
-    sets["world_facts"] = [{"question": r["question"], "answer": r["answer"]} for r in tofu("world_facts")]
     sets["retain90"] = [{"question": retain[i]["question"], "answer": retain[i]["answer"]} for i in sample]
+    sets["world_facts"] = [{"question": r["question"], "answer": r["answer"]} for r in tofu("world_facts")]
     sets["real_authors"] = [{"question": r["question"], "answer": r["answer"]} for r in tofu("real_authors")]
     return sets
 

@@ -46,7 +46,7 @@ def test_mine_facts_grades_names_numbers_and_rare_words() -> None:
     assert facts["5 august 1930"] == ("date", 1.0)
     assert facts["1930"] == ("number", 0.5)
     assert facts["wapakoneta"] == ("name", 1.0)  # not among 30,000 common English words
-    assert facts["ohio"] == ("word", 0.5)  # a common word, capitalised or not
+    assert facts["ohio"] == ("proper", 0.5)  # a common word capitalised: no anchor
     assert facts["neil alden armstrong"] == ("name", 0.5)
     assert facts["florist"] == ("word", 0.5)
     assert "was" not in facts and "born" not in facts
