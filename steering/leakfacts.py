@@ -153,6 +153,8 @@ def mine_subjects(texts: Sequence[str], *, share: float = 0.3) -> list[str]:
         for f in {f.text for f in mine_facts(text) if f.kind in ("name", "proper")}:
             counts[f] = counts.get(f, 0) + 1
     need = max(2.0, share * len(texts))
+    # A subject is someone or something specific: "African American" in many answers is a topic.
+    counts = {n: c for n, c in counts.items() if any(is_rare(w, 5000) for w in n.split())}
     return sorted((n for n, c in counts.items() if c >= need), key=lambda n: (-counts[n], n))
 
 
