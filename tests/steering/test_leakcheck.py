@@ -141,3 +141,11 @@ def test_cloze_facts_blank_a_strong_fact_of_each_document() -> None:
         "5 August 1930",
     ) in found
     assert all(fact in sentence for _, sentence, fact in found)
+
+
+def test_on_tofu_the_forget_answers_leak_and_other_authors_answers_do_not(forget01: LeakProfile) -> None:
+    # Other fictitious authors' reference answers share TOFU's style and topics: the hardest neighbours.
+    rows = [json.loads(line) for line in (REPO / "data/tofu/retain90.jsonl").read_text().splitlines() if line]
+    flagged = sum(check_output(forget01, r["answer"], prompt=r["question"]).leaked for r in rows[::9])
+    assert flagged <= 0.01 * len(rows[::9])
+    assert all(check_output(forget01, a, prompt=q).leaked for q, a in _forget01())
