@@ -17,8 +17,11 @@ from steering.forget_set import ForgetDocuments, QAPair, make_documents, read_fo
 from steering.gates import ActiveSet, GateMatch, GateState, build_plans
 from steering.guard import Generation, Guard, SamplingParams
 from steering.hooks import ResidualHooks, SteeringPlan, steered
+from steering.leakcheck import LeakProfile, LeakVerdict, build_leak_profile, check_output
 from steering.loading import EMBEDDED_EMBEDDER, EMBEDDED_MODEL, LoadedModel, load_embedder, load_model
+from steering.probes import Probe, make_probes
 from steering.vectors import ForgetSetArtifacts, build_artifacts
+from steering.verify import VerificationReport, verify_forget_set
 
 __all__ = [
     "DEFAULT_ALPHA",
@@ -35,8 +38,11 @@ __all__ = [
     "GateState",
     "Generation",
     "Guard",
+    "LeakProfile",
+    "LeakVerdict",
     "LoadedModel",
     "ModelLoadError",
+    "Probe",
     "QAPair",
     "ResidualHooks",
     "SamplingParams",
@@ -44,12 +50,17 @@ __all__ = [
     "SteeringPlan",
     "UnknownForgetSetError",
     "UnsupportedModelError",
+    "VerificationReport",
     "build_artifacts",
+    "build_leak_profile",
     "build_plans",
+    "check_output",
     "default_layer",
     "load_embedder",
     "load_model",
     "make_documents",
+    "make_probes",
     "read_forget_file",
     "steered",
+    "verify_forget_set",
 ]

@@ -208,10 +208,9 @@ def check_output(profile: LeakProfile, answer: str, *, prompt: str | None = None
         reason = ""
         if any(f.weight >= STRONG for f in new):
             reason = "the answer states a specific fact of the set"
-        elif said >= STRONG and (len(new) >= 3 or any(f.kind in _WHEN_WHO for f in new)):
+        elif said >= STRONG and (any(f.kind in _WHEN_WHO for f in new) or (len(new) >= 3 and new_entity)):
             reason = "the answer states facts of the set together"
-        elif new and anchors and (new_entity or any(f.kind == "subject" or f.weight >= STRONG
-                                                     for f in anchors)):
+        elif new and anchors and (new_entity or any(f.kind == "subject" for f in anchors)):
             reason = "the answer adds a fact to the set's subject or facts in the prompt"
         if unit.answer:
             recall, matched, words = _overlap(unit, out_words, prompt_words)

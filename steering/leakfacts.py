@@ -117,9 +117,10 @@ def mine_facts(text: str, *, subjects: Iterable[str] = ()) -> list[Fact]:
         if not words or words[0] in _MONTHS or (len(words) == 1 and (
                 len(words[0]) < 3 or words[0].isdigit() or (at_start and not is_rare(words[0])))):
             continue
-        # A common word capitalised ("Literature", "Moon") names nothing specific.
+        # A common word capitalised ("Literature", "Japan") is no specific fact, but the set's subject
+        # when most documents name it (kind ``proper``).
         single_common = len(words) == 1 and not is_rare(words[0])
-        add(" ".join(words), "word" if single_common else "name", _name_weight(words))
+        add(" ".join(words), "proper" if single_common else "name", _name_weight(words))
         rest = words[1:]
         while rest and (rest[0] in STOPWORDS or rest[0] in _CONNECT):
             rest = rest[1:]
@@ -139,18 +140,21 @@ def mine_facts(text: str, *, subjects: Iterable[str] = ()) -> list[Fact]:
                     and f" {fa} {fb} " not in f" {neutral} ":
                 add(f"{fa} {fb}", "phrase", WEAK)
     forms = [f" {norm(s)} " for s in subjects]
-    # A name that holds a subject's name ("author basil mahfouz al kuwaiti") is the subject.
-    return [f for key, f in facts.items()
-            if not (f.kind == "name" and any(form in f" {key} " for form in forms))]
+    # The subject's name is the subject (an anchor), whatever form mined it; so is a name that holds
+    # it ("author basil mahfouz al kuwaiti").
+    return [f for key, f in facts.items() if f" {key} " not in forms
+            and not (f.kind == "name" and any(form in f" {key} " for form in forms))]
 
 
 def mine_subjects(texts: Sequence[str], *, share: float = 0.3) -> list[str]:
     """Names (see ``mine_facts``) that at least ``share`` of the texts (and two) mention."""
     counts: dict[str, int] = {}
     for text in texts:
-        for f in {f.text for f in mine_facts(text) if f.kind == "name"}:
+        for f in {f.text for f in mine_facts(text) if f.kind in ("name", "proper")}:
             counts[f] = counts.get(f, 0) + 1
     need = max(2.0, share * len(texts))
+    # A subject is someone or something specific: "African American" in many answers is a topic.
+    counts = {n: c for n, c in counts.items() if any(is_rare(w, 5000) for w in n.split())}
     return sorted((n for n, c in counts.items() if c >= need), key=lambda n: (-counts[n], n))
 
 
@@ -167,7 +171,7 @@ def subject_forms(subjects: Iterable[str]) -> list[str]:
 
 
 
-_KIND_ORDER = ("date", "title", "name", "number", "answer", "word", "phrase")
+_KIND_ORDER = ("date", "title", "name", "number", "answer", "proper", "word", "phrase")
 
 
 def _surface(fact: str, sentence: str) -> str | None:

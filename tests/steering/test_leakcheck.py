@@ -46,7 +46,7 @@ def test_mine_facts_grades_names_numbers_and_rare_words() -> None:
     assert facts["5 august 1930"] == ("date", 1.0)
     assert facts["1930"] == ("number", 0.5)
     assert facts["wapakoneta"] == ("name", 1.0)  # not among 30,000 common English words
-    assert facts["ohio"] == ("word", 0.5)  # a common word, capitalised or not
+    assert facts["ohio"] == ("proper", 0.5)  # a common word capitalised: no anchor
     assert facts["neil alden armstrong"] == ("name", 0.5)
     assert facts["florist"] == ("word", 0.5)
     assert "was" not in facts and "born" not in facts
@@ -141,3 +141,11 @@ def test_cloze_facts_blank_a_strong_fact_of_each_document() -> None:
         "5 August 1930",
     ) in found
     assert all(fact in sentence for _, sentence, fact in found)
+
+
+def test_on_tofu_the_forget_answers_leak_and_other_authors_answers_do_not(forget01: LeakProfile) -> None:
+    # Other fictitious authors' reference answers share TOFU's style and topics: the hardest neighbours.
+    rows = [json.loads(line) for line in (REPO / "data/tofu/retain90.jsonl").read_text().splitlines() if line]
+    flagged = sum(check_output(forget01, r["answer"], prompt=r["question"]).leaked for r in rows[::9])
+    assert flagged <= 0.01 * len(rows[::9])
+    assert all(check_output(forget01, a, prompt=q).leaked for q, a in _forget01())
