@@ -1,4 +1,5 @@
-"""The alpha calibration's decision rule (steering.calibrate), on measurement tables written by hand."""
+"""The alpha calibration's decision rule (steering.calibrate), on measurement tables written by hand,
+and the probes it is judged on (steering.probes)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from collections.abc import Callable
 
 import pytest
 
-from steering.calibrate import choose_alpha, choose_fluent, fluent_forgetting
+from steering.calibrate import Calibration, choose_alpha, choose_fluent, floor_ladder, fluent_forgetting
+from steering.forget_set import QAPair, make_documents
+from steering.probes import cloze_probes, paraphrase, probes_for, question_probes, spread
 
 LADDER = (0.2, 0.25, 0.3, 0.35)
 
@@ -49,9 +52,10 @@ def test_without_any_fluent_strength_the_least_collapsing_one_is_returned() -> N
     assert choose_alpha(LADDER, measure, target=0.9, max_collapsed=0.1)[0] == 0.25
 
 
-def test_below_the_target_the_fluent_strength_forgetting_most_wins_weaker_on_ties() -> None:
+def test_below_the_target_the_fluent_strength_forgetting_most_wins_stronger_on_ties() -> None:
+    # The yen case: equal scores at several strengths on a handful of probes; the weaker one leaked.
     _, measure = table({0.2: (0.5, 0.0), 0.25: (0.75, 0.0), 0.3: (0.75, 0.0), 0.35: (0.6, 0.0)})
-    assert choose_alpha(LADDER, measure, target=0.9, max_collapsed=0.1)[0] == 0.25
+    assert choose_alpha(LADDER, measure, target=0.9, max_collapsed=0.1)[0] == 0.3
 
 
 def test_fluent_forgetting_counts_a_collapsed_output_as_a_failure_not_as_forgetting() -> None:
@@ -86,3 +90,71 @@ def test_without_known_answers_the_default_strength_is_kept_only_if_it_stays_flu
     assert seen == [0.3, 0.25, 0.2]
     assert choose_fluent([0.3], lambda a: 0.0, max_collapsed=0.1)[0] == 0.3
     assert choose_fluent([0.3, 0.25], lambda a: {0.3: 0.5, 0.25: 0.4}[a], max_collapsed=0.1)[0] == 0.25
+
+
+def test_the_ladder_never_starts_below_the_default_once_answers_are_known() -> None:
+    assert floor_ladder((0.2, 0.25, 0.3, 0.35, 0.4), 0.3) == [0.3, 0.35, 0.4]
+    assert floor_ladder((0.2, 0.25, 0.3), 0.27) == [0.27, 0.3]
+    assert floor_ladder((0.2, 0.25), 0.6) == [0.6]
+    # Even when the weakest strength would already meet the target, the walk starts at the floor.
+    seen, measure = table({0.3: (1.0, 0.0), 0.35: (1.0, 0.0)})
+    assert choose_alpha(floor_ladder(LADDER, 0.3), measure, target=0.9, max_collapsed=0.1)[0] == 0.3
+    assert seen == [0.3]
+
+
+def test_an_echo_or_off_topic_output_counts_as_degenerate_when_questions_are_given() -> None:
+    questions = ["What is the capital of France?", "Who was the first person to walk on the Moon?",
+                 "What is the official currency of Japan?"]
+    outputs = ["The capital of France is the capital of France.",
+               "The recipe calls for two cups of flour and a pinch of salt, baked for twenty minutes.",
+               "The currency of Japan is the euro."]
+    answers = ["Paris", "Neil Armstrong", "yen"]
+    # Collapse alone sees nothing wrong: all three forgotten, none collapsed.
+    assert fluent_forgetting(outputs, answers) == (pytest.approx(1.0), pytest.approx(0.0))
+    # With the questions, the echo and the off-topic reply are failures: 1/3 forgotten fluently.
+    assert fluent_forgetting(outputs, answers, questions=questions) == (pytest.approx(1 / 3), pytest.approx(2 / 3))
+
+
+def test_paraphrases_reword_the_stem_or_wrap_the_question() -> None:
+    assert paraphrase("What is the capital of France?") == "Tell me what the capital of France is."
+    assert paraphrase("Who was the first person on the Moon?") == "Tell me who the first person on the Moon was."
+    assert paraphrase("What is the capital of France?", 1) == "Quick question. What is the capital of France?"
+    assert paraphrase("Where did he study?", 0) == "I'd like to know: Where did he study?"
+
+
+def test_question_probes_spread_over_the_set_and_hold_half_of_them_out() -> None:
+    pairs = [QAPair(f"What is fact number {i}?", f"answer {i}") for i in range(100)]
+    probes = question_probes(pairs, 10)
+    assert [p.answer for p in probes] == [f"answer {i}" for i in spread(100, 10)]
+    assert spread(100, 10)[0] == 0 and spread(100, 10)[-1] == 99 and len(spread(100, 10)) == 10
+    assert [p.kind for p in probes[:4]] == ["question", "paraphrase", "question", "paraphrase"]
+    assert probes[1].text == "Tell me what fact number 11 is." and probes[1].prompt == [
+        {"role": "user", "content": "Tell me what fact number 11 is."}]
+
+
+def test_cloze_probes_cut_a_sentence_before_its_date_number_or_name() -> None:
+    docs = ["Albert Einstein was born in Ulm on 14 March 1879. He developed the theory of relativity in 1905. "
+            "His famous equation is widely known.",
+            "The official currency of Japan is the yen, issued by the Bank of Japan."]
+    probes = cloze_probes(docs, 10)
+    got = [(p.prompt, p.answer) for p in probes]
+    assert got == [
+        ("Albert Einstein was born in", "Ulm"),
+        ("The official currency of", "Japan"),
+        ("Albert Einstein was born in Ulm on 14 March 1879. He developed the theory of relativity in", "1905"),
+    ]
+    assert all(p.kind == "cloze" and isinstance(p.prompt, str) for p in probes)
+    assert len(cloze_probes(docs, 2)) == 2
+    # A text set gets cloze probes, a QA set question probes.
+    assert probes_for(make_documents(documents=docs), 10)[0].kind == "cloze"
+    assert probes_for(make_documents(qa=[QAPair("Who?", "Me")]), 10)[0].kind == "question"
+
+
+def test_calibration_facts_carry_the_choice_the_ladder_and_the_probe_counts() -> None:
+    cal = Calibration(0.35, 7, 0.857142, 0.03125, ((0.3, 0.5, 0.0), (0.35, 0.857142, 0.03125)), True,
+                      probes=40, paraphrased=20, gate_missed=2, kind="qa")
+    facts = cal.facts()
+    assert facts["alpha"] == 0.35 and facts["known"] == 7 and facts["probes"] == 40
+    assert facts["held_out_probes"] == 20 and facts["gate_missed"] == 2 and facts["kind"] == "qa"
+    assert facts["ladder"] == [{"alpha": 0.3, "forgotten": 0.5, "degenerate": 0.0},
+                               {"alpha": 0.35, "forgotten": 0.8571, "degenerate": 0.0312}]
