@@ -35,8 +35,25 @@ AUTO_MIN_COVERAGE = 0.3
 #: Gate rules that compare the prompt with every document (they keep the document embeddings).
 DOC_GATES: tuple[str, ...] = ("hybrid", "subject")
 
-#: Called as progress(stage, done, total) while building.
+#: Called as progress(stage, done, total) while building. Stages, in order: ``embed`` and ``cluster``
+#: (0 of 1, then 1 of 1), ``forget`` and ``retain`` (texts pooled so far), then the calibration's
+#: ``calibrate`` (generate passes so far, of the most it may take).
 ProgressFn = Callable[[str, int, int], None]
+
+#: Build stages in order with their rough share of a build's time (embedding and clustering are
+#: quick, pooling a few seconds, calibration's generation the most), for one overall fraction.
+STAGE_WEIGHTS: tuple[tuple[str, float], ...] = (
+    ("embed", 0.05), ("cluster", 0.05), ("forget", 0.25), ("retain", 0.05), ("calibrate", 0.6))
+
+
+def overall_fraction(stage: str, done: int, total: int) -> float:
+    """The whole build's progress in [0, 1] when ``stage`` is ``done`` of ``total`` through."""
+    before = 0.0
+    for name, weight in STAGE_WEIGHTS:
+        if name == stage:
+            return min(1.0, before + weight * min(1.0, done / max(1, total)))
+        before += weight
+    return 0.0
 
 
 @dataclass(frozen=True)
@@ -138,14 +155,20 @@ class GateParts:
     mode: str | None = None
 
 
-def build_gate(embedder: Any, docs: ForgetDocuments, config: BuildConfig = BuildConfig()) -> GateParts:
+def build_gate(embedder: Any, docs: ForgetDocuments, config: BuildConfig = BuildConfig(),
+               progress: ProgressFn | None = None) -> GateParts:
     """Embed, cluster (k by silhouette) and mine names for the hybrid or subject gate (METHOD.md step 2).
 
     ``auto`` resolves here, once per set: the subject gate for a set about one person (its mined
     subject is named in at least ``AUTO_MIN_COVERAGE`` of the documents), else the hybrid gate.
     """
+    report = progress or (lambda stage, done, total: None)
+    report("embed", 0, 1)
     emb = embed(embedder, docs.gate_texts())  # [n_docs, d_embed]
+    report("embed", 1, 1)
+    report("cluster", 0, 1)
     clustering = cluster_embeddings(emb, k_max=config.k_max, seed=config.seed)
+    report("cluster", 1, 1)
     mode, entities, subject = gate_names(docs.gate_texts(), clustering.labels, config.gate, subject=config.subject)
     return GateParts(clustering, emb, entities, subject, mode)
 
@@ -239,7 +262,7 @@ def build_artifacts(
                              field="documents")
     depth = n_layers(model)
     layer = default_layer(depth) if config.layer is None else check_layer(config.layer, depth)
-    parts = build_gate(embedder, docs, config)
+    parts = build_gate(embedder, docs, config, progress)
     gate = parts.mode or config.gate
     clustering = parts.clustering
     rendered = render_documents(tokenizer, docs)

@@ -74,6 +74,23 @@ def test_pooling_excludes_padding_and_the_first_token(
     assert not torch.allclose(got.pooled[1], every_token, atol=1e-4)
 
 
+def test_pooling_batches_by_length_but_returns_rows_in_input_order(
+    tok_model: torch.nn.Module, char_tokenizer: Any
+) -> None:
+    # Batches are formed from texts of similar length (less padding); the rows must still line up
+    # with the input, whatever batch each text landed in.
+    texts = render_texts(["mid sized one", "abc", "the longest text of all five", "xy", "medium"])
+    hooks = ResidualHooks(tok_model)
+    try:
+        got = pool_activations(tok_model, char_tokenizer, hooks, 1, texts, batch_size=2)
+        alone = [pool_activations(tok_model, char_tokenizer, hooks, 1, [t], batch_size=1).pooled[0] for t in texts]
+    finally:
+        hooks.remove()
+    expected, _ = hand_pooled(tok_model, char_tokenizer, texts, 1)
+    torch.testing.assert_close(got.pooled, expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(got.pooled, torch.stack(alone), rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("family", ["llama", "phi", "gpt2"])
 def test_pooling_a_text_alone_or_padded_in_a_batch_gives_the_same_vector(
     make_tiny: Callable[..., torch.nn.Module], char_tokenizer: Any, family: str
