@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -12,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from steering.activations import pool_activations
+from steering.activations import PooledActivations, pool_activations
 from steering.clustering import Clustering, cluster_embeddings
 from steering.config import BuildConfig, check_layer, default_layer
 from steering.entities import Subject, mine_entities, mine_subject, names_subject
@@ -128,6 +130,26 @@ class ForgetSetArtifacts:
             subject=Subject.from_json(json.loads(bytes(tensors["subject"].tolist()).decode("utf-8")))
             if "subject" in tensors else None,
         )
+
+
+#: Pooled retain corpora per model, by (layer, truncation, texts): every build with the same retain
+#: texts (the built-in neutral corpus, unless a set brings its own) reuses the first build's pooling.
+_RETAIN_CACHE: weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple[int, int, str], PooledActivations]] = (
+    weakref.WeakKeyDictionary())
+
+
+def pooled_retain(model: torch.nn.Module, tokenizer: Any, hooks: ResidualHooks, layer: int, texts: Sequence[str], *,
+                  batch_size: int, max_tokens: int, progress: Callable[[int], None] | None = None) -> PooledActivations:
+    """``pool_activations`` over retain texts, cached per model and layer (the model is frozen)."""
+    digest = hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest()
+    key = (layer, max_tokens, digest)
+    cache = _RETAIN_CACHE.setdefault(model, {})
+    if key not in cache:
+        cache[key] = pool_activations(model, tokenizer, hooks, layer, render_texts(texts), batch_size=batch_size,
+                                      max_tokens=max_tokens, progress=progress)
+    elif progress is not None:
+        progress(len(texts))
+    return cache[key]
 
 
 def neutral_corpus() -> list[str]:
@@ -279,9 +301,8 @@ def build_artifacts(
     n_retain = len(retain_texts)
     forget = pool_activations(model, tokenizer, hooks, layer, rendered, batch_size=config.batch_size,
                               max_tokens=config.max_doc_tokens, progress=tick("forget", [0]))
-    kept = pool_activations(model, tokenizer, hooks, layer, render_texts(retain_texts),
-                            batch_size=config.batch_size, max_tokens=config.max_doc_tokens,
-                            progress=tick("retain", [0]))
+    kept = pooled_retain(model, tokenizer, hooks, layer, retain_texts, batch_size=config.batch_size,
+                         max_tokens=config.max_doc_tokens, progress=tick("retain", [0]))
     if forget.n_tokens == 0:
         raise SteeringError("expected pooled tokens in the forget documents, found none (all too short?)")
     labels = torch.from_numpy(clustering.labels)  # [n_docs]

@@ -230,3 +230,24 @@ def test_the_neutral_retain_corpus_ships_with_the_package() -> None:
     corpus = neutral_corpus()
     assert len(corpus) >= 20
     assert all(text == text.strip() and text for text in corpus)
+
+
+def test_retain_pooling_is_cached_per_model_layer_and_texts(tok_model: torch.nn.Module, char_tokenizer: Any) -> None:
+    from steering.vectors import pooled_retain
+
+    hooks = ResidualHooks(tok_model)
+    calls: list[int] = []
+    try:
+        first = pooled_retain(tok_model, char_tokenizer, hooks, 1, ["neutral one", "neutral two"], batch_size=2,
+                              max_tokens=64, progress=calls.append)
+        again = pooled_retain(tok_model, char_tokenizer, hooks, 1, ["neutral one", "neutral two"], batch_size=2,
+                              max_tokens=64, progress=calls.append)
+        other_layer = pooled_retain(tok_model, char_tokenizer, hooks, 0, ["neutral one", "neutral two"],
+                                    batch_size=2, max_tokens=64)
+        other_texts = pooled_retain(tok_model, char_tokenizer, hooks, 1, ["neutral one"], batch_size=2, max_tokens=64)
+        fresh = pool_activations(tok_model, char_tokenizer, hooks, 1, render_texts(["neutral one", "neutral two"]))
+    finally:
+        hooks.remove()
+    assert again is first and calls == [2, 2]  # progress still reports the texts as done
+    assert other_layer is not first and other_texts is not first and other_texts.pooled.shape[0] == 1
+    torch.testing.assert_close(first.pooled, fresh.pooled)
