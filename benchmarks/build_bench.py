@@ -51,12 +51,14 @@ class Clock:
 
 
 def run(guard: Guard, size: int) -> dict[str, object]:
-    rows = [json.loads(line) for line in (ROOT / "data" / "tofu" / FILES[size]).read_text().splitlines() if line]
+    lines = (ROOT / "data" / "tofu" / FILES[size]).read_text().splitlines()
+    rows = [json.loads(line) for line in lines if line]
     docs = make_documents(qa=[QAPair(r["question"], r["answer"]) for r in rows])
     clock = Clock()
     artifacts = guard.build(docs, progress=clock.progress)
     clock.mark("built")
-    cal = calibrate_alpha(guard, docs, artifacts, threshold=DEFAULT_THRESHOLD, fallback=default_alpha("smollm2-135m-instruct"))
+    cal = calibrate_alpha(guard, docs, artifacts, threshold=DEFAULT_THRESHOLD,
+                          fallback=default_alpha("smollm2-135m-instruct"))
     clock.mark("calibrated")
     spans = {"embed": clock.span("start", "embedded"), "cluster": clock.span("embedded", "clustered"),
              "vectors": clock.span("clustered", "built"), "calibration": clock.span("built", "calibrated")}
@@ -80,7 +82,8 @@ def main() -> None:
     print(f"forget-set build, {EMBEDDED_MODEL}, torch threads {torch.get_num_threads()}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
     print("wall s (CPU s) per phase; CPU seconds are summed over threads")
-    header = f"{'items':>5} | {'k':>3} | " + " | ".join(f"{p:>15}" for p in PHASES) + f" | {'total':>15} | alpha | known/probes | rungs"
+    header = (f"{'items':>5} | {'k':>3} | " + " | ".join(f"{p:>15}" for p in PHASES)
+              + f" | {'total':>15} | alpha | known/probes | rungs")
     print(header)
     print("-" * len(header))
     for r in results:
@@ -89,7 +92,8 @@ def main() -> None:
         cells = " | ".join(f"{spans[p][0]:>6.1f} ({spans[p][1]:>6.1f})" for p in PHASES)
         total = r["total"]
         assert isinstance(total, tuple)
-        print(f"{r['size']:>5} | {r['k']:>3} | {cells} | {total[0]:>6.1f} ({total[1]:>6.1f}) | {r['alpha']:.2f}  | "
+        print(f"{r['size']:>5} | {r['k']:>3} | {cells} | {total[0]:>6.1f} ({total[1]:>6.1f}) | "
+              f"{r['alpha']:.2f}  | "
               f"{r['known']:>5}/{r['probes']:<6} | {r['rungs']}")
 
 

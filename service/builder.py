@@ -61,7 +61,8 @@ class ProgressWriter:
             fs_id = self.fs_id or self._claimed_id()
             if fs_id is None:
                 return
-            self.registry.set_build_progress(fs_id, phase=phase, fraction=overall_fraction(stage, done, total))
+            fraction = overall_fraction(stage, done, total)
+            self.registry.set_build_progress(fs_id, phase=phase, fraction=fraction)
         except Exception:  # noqa: BLE001 - see the class docstring
             logger.debug("build progress not recorded", exc_info=True)
             return
@@ -71,7 +72,8 @@ class ProgressWriter:
     def _claimed_id(self) -> str | None:
         me = {"host": socket.gethostname(), "pid": os.getpid()}
         for record in self.registry.list(status="building"):
-            starts = [e for e in self.registry.audit(forget_set_id=record.id, limit=1000) if e.action == "build_start"]
+            starts = [e for e in self.registry.audit(forget_set_id=record.id, limit=1000)
+                      if e.action == "build_start"]
             if starts and all(starts[-1].details.get(k) == v for k, v in me.items()):
                 return record.id
         return None

@@ -70,7 +70,8 @@ class Calibration:
 
 def calibrate_alpha(guard: Guard, docs: ForgetDocuments, artifacts: ForgetSetArtifacts, *, threshold: float,
                     fallback: float, ladder: Sequence[float] = LADDER, target: float = 0.9,
-                    max_collapsed: float = 0.1, sample: int = 24, candidates: int = 48, max_new_tokens: int = 16,
+                    max_collapsed: float = 0.1, sample: int = 16, candidates: int = 32, rows: int = 24,
+                    max_new_tokens: int = 16,
                     batch_size: int | None = None, use_embedder: bool = True,
                     progress: ProgressFn | None = None) -> Calibration:
     """Choose alpha for a forget set on the probes the base model answers correctly.
@@ -87,9 +88,11 @@ def calibrate_alpha(guard: Guard, docs: ForgetDocuments, artifacts: ForgetSetArt
             result when nothing can be measured and it stays fluent.
         ladder: strengths tried in increasing order (those below ``fallback`` only without known answers).
         target: fraction of known answers that must be forgotten fluently.
-        max_collapsed: largest tolerated fraction of degenerate outputs (0.1: three in 32).
+        max_collapsed: largest tolerated fraction of degenerate outputs (0.1: two in 24).
         sample: at most this many known probes are used per strength.
         candidates: at most this many probes are put to the base model to find the known ones.
+        rows: probes generated per strength: the known ones, filled up with unknown ones (judged for
+            degeneracy only).
         max_new_tokens: answer length (a long reference answer is checked on as many words as the
             output has, ``steering.checks.gives_answer``).
         batch_size: rows per generate call (default: all at once); 1 for a model whose rows interact,
@@ -116,11 +119,12 @@ def calibrate_alpha(guard: Guard, docs: ForgetDocuments, artifacts: ForgetSetArt
         if progress is not None:
             progress("calibrate", min(steps[0], steps[1]), steps[1])
 
-    def generate(rows: Sequence[Probe], alpha: float | None) -> list[str]:
-        prompts = [p.prompt for p in rows]
+    def generate(asked: Sequence[Probe], alpha: float | None) -> list[str]:
+        prompts = [p.prompt for p in asked]
         state = None if alpha is None else state_at(alpha)
         out = [o.text for start in range(0, len(prompts), size)
-               for o in guard.generate(prompts[start:start + size], params, steer=state is not None, state=state)]
+               for o in guard.generate(prompts[start:start + size], params, steer=state is not None,
+                                       state=state)]
         tick()
         return out
 
@@ -129,8 +133,8 @@ def calibrate_alpha(guard: Guard, docs: ForgetDocuments, artifacts: ForgetSetArt
 
     embed_fn: EmbedFn | None = embed_texts if use_embedder else None
 
-    def done(alpha: float, known: int, forgotten: float, degenerate: float, tried: Sequence[tuple[float, float, float]],
-             measured: bool) -> Calibration:
+    def done(alpha: float, known: int, forgotten: float, degenerate: float,
+             tried: Sequence[tuple[float, float, float]], measured: bool) -> Calibration:
         if progress is not None:
             progress("calibrate", steps[1], steps[1])
         return Calibration(alpha, known, forgotten, degenerate, tuple(tried), measured, len(probes), held_out,
@@ -139,18 +143,19 @@ def calibrate_alpha(guard: Guard, docs: ForgetDocuments, artifacts: ForgetSetArt
     if not probes:
         return done(fallback, 0, 0.0, 0.0, (), False)
     base = generate(probes, None)
-    known = [i for i, (p, out) in enumerate(zip(probes, base, strict=True)) if gives_answer(out, p.answer)][:sample]
+    known = [i for i, (p, out) in enumerate(zip(probes, base, strict=True))
+             if gives_answer(out, p.answer)][:sample]
 
     if not known:
         # Nothing to forget can be measured, but fluency can: the default strength is kept only if
         # the probes do not degenerate under it, else the strongest weaker one that does not.
-        rows = probes[:sample]
+        batch = probes[:rows]
         order = [fallback, *sorted((a for a in ladder if a < fallback), reverse=True)]
         steps[1] = 1 + len(order)
 
         def degenerate(alpha: float) -> float:
-            flags = degenerate_flags([p.text for p in rows], generate(rows, alpha), embed=embed_fn)
-            return sum(flags) / len(rows)
+            flags = degenerate_flags([p.text for p in batch], generate(batch, alpha), embed=embed_fn)
+            return sum(flags) / len(batch)
 
         alpha, tried = choose_fluent(order, degenerate, max_collapsed=max_collapsed)
         logger.info("alpha %.2f: no known answer among %d probes; %d strengths checked for degeneracy", alpha,
@@ -158,22 +163,23 @@ def calibrate_alpha(guard: Guard, docs: ForgetDocuments, artifacts: ForgetSetArt
         return done(alpha, 0, 0.0, next(c for a, _, c in tried if a == alpha), tried, False)
 
     # Forgetting is scored on the known probes; degeneracy on them and on unknown ones up to
-    # ``sample`` rows too, so a set whose base model knows only a few answers cannot hide collapse.
+    # ``rows`` too, so a set whose base model knows only a few answers cannot hide collapse.
     unknown = [i for i in range(len(probes)) if i not in set(known)]
-    chosen = sorted(known + unknown[: max(0, sample - len(known))])
-    rows = [probes[i] for i in chosen]
+    chosen = sorted(known + unknown[: max(0, rows - len(known))])
+    batch = [probes[i] for i in chosen]
     answers = [probes[i].answer if i in known else None for i in chosen]
     rungs = floor_ladder(ladder, fallback)
     steps[1] = 1 + len(rungs)
 
     def measure(alpha: float) -> tuple[float, float]:
-        return fluent_forgetting(generate(rows, alpha), answers, questions=[p.text for p in rows], embed=embed_fn)
+        return fluent_forgetting(generate(batch, alpha), answers, questions=[p.text for p in batch],
+                                 embed=embed_fn)
 
     alpha, tried = choose_alpha(rungs, measure, target=target, max_collapsed=max_collapsed)
     step = next(t for t in tried if t[0] == alpha)
     logger.info("calibrated alpha %.2f: %.2f of %d known answers forgotten fluently, %.2f of %d outputs "
                 "degenerate (%d probes, %d held out, %d gate misses)", alpha, step[1], len(known), step[2],
-                len(rows), len(probes), held_out, missed)
+                len(batch), len(probes), held_out, missed)
     return done(alpha, len(known), step[1], step[2], tried, True)
 
 
@@ -183,7 +189,8 @@ def floor_ladder(ladder: Sequence[float], floor: float) -> list[float]:
 
 
 def fluent_forgetting(outputs: Sequence[str], answers: Sequence[str | None], *,
-                      questions: Sequence[str] | None = None, embed: EmbedFn | None = None) -> tuple[float, float]:
+                      questions: Sequence[str] | None = None,
+                      embed: EmbedFn | None = None) -> tuple[float, float]:
     """(fraction of the outputs with an answer that lack it and are proper replies, fraction of all
     outputs degenerate); an output whose answer is None (not known to the base model) counts for
     degeneracy only.

@@ -41,7 +41,8 @@ TEMPLATES: tuple[str, ...] = (
 )
 
 #: "What is the capital of France?" -> "Tell me what the capital of France is."
-_STEM = re.compile(r"^(what|who|where|when|which|how \w+|how)\s+(is|was|are|were)\s+(.+?)\s*\?\s*$", re.IGNORECASE)
+_STEM = re.compile(r"^(what|who|where|when|which|how \w+|how)\s+(is|was|are|were)\s+(.+?)\s*\?\s*$",
+                   re.IGNORECASE)
 
 
 def paraphrase(question: str, variant: int = 0) -> str:
@@ -80,7 +81,8 @@ _FACT = re.compile(
 _SENTENCE = re.compile(r"[^.!?]+(?:[.!?]+|$)")
 
 
-def cloze_probes(documents: Sequence[str], limit: int, *, per_document: int = 3, min_words: int = 4) -> list[Probe]:
+def cloze_probes(documents: Sequence[str], limit: int, *, per_document: int = 3,
+                 min_words: int = 4) -> list[Probe]:
     """Up to ``limit`` cloze probes mined from text documents, at most ``per_document`` from each.
 
     A probe is the previous sentence and the sentence up to a fact (at least ``min_words`` words of

@@ -138,15 +138,16 @@ _RETAIN_CACHE: weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple[int, int, s
     weakref.WeakKeyDictionary())
 
 
-def pooled_retain(model: torch.nn.Module, tokenizer: Any, hooks: ResidualHooks, layer: int, texts: Sequence[str], *,
-                  batch_size: int, max_tokens: int, progress: Callable[[int], None] | None = None) -> PooledActivations:
+def pooled_retain(model: torch.nn.Module, tokenizer: Any, hooks: ResidualHooks, layer: int,
+                  texts: Sequence[str], *, batch_size: int, max_tokens: int,
+                  progress: Callable[[int], None] | None = None) -> PooledActivations:
     """``pool_activations`` over retain texts, cached per model and layer (the model is frozen)."""
     digest = hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest()
     key = (layer, max_tokens, digest)
     cache = _RETAIN_CACHE.setdefault(model, {})
     if key not in cache:
-        cache[key] = pool_activations(model, tokenizer, hooks, layer, render_texts(texts), batch_size=batch_size,
-                                      max_tokens=max_tokens, progress=progress)
+        cache[key] = pool_activations(model, tokenizer, hooks, layer, render_texts(texts),
+                                      batch_size=batch_size, max_tokens=max_tokens, progress=progress)
     elif progress is not None:
         progress(len(texts))
     return cache[key]

@@ -38,16 +38,20 @@ def test_the_builder_records_phase_and_overall_fraction_of_the_set_it_claimed(re
     assert record.build_phase == "vectors"
     assert record.build_progress == pytest.approx(0.05 + 0.05 + 0.25 * 0.5)
     writer("calibrate", 3, 3)
-    assert registry.get(fs_id).build_phase == "calibrate" and registry.get(fs_id).build_progress == pytest.approx(1.0)
+    record = registry.get(fs_id)
+    assert record.build_phase == "calibrate" and record.build_progress == pytest.approx(1.0)
     assert writer.fs_id == fs_id and writer.writes == 3
 
 
-def test_progress_writes_are_throttled_within_a_phase_but_a_new_phase_is_written_at_once(registry: Registry) -> None:
+def test_progress_writes_are_throttled_within_a_phase_but_a_new_phase_is_written_at_once(
+    registry: Registry,
+) -> None:
     fs_id = _building(registry)
     writer = ProgressWriter(registry, min_interval_s=60.0)
     for done in range(1, 41):
         writer("forget", done, 40)
-    assert writer.writes == 1 and registry.get(fs_id).build_progress == pytest.approx(overall_fraction("forget", 1, 40))
+    assert writer.writes == 1
+    assert registry.get(fs_id).build_progress == pytest.approx(overall_fraction("forget", 1, 40))
     writer("retain", 1, 70)  # same phase ("vectors"): throttled
     writer("calibrate", 1, 9)
     assert writer.writes == 2 and registry.get(fs_id).build_phase == "calibrate"

@@ -112,12 +112,14 @@ def test_an_echo_or_off_topic_output_counts_as_degenerate_when_questions_are_giv
     # Collapse alone sees nothing wrong: all three forgotten, none collapsed.
     assert fluent_forgetting(outputs, answers) == (pytest.approx(1.0), pytest.approx(0.0))
     # With the questions, the echo and the off-topic reply are failures: 1/3 forgotten fluently.
-    assert fluent_forgetting(outputs, answers, questions=questions) == (pytest.approx(1 / 3), pytest.approx(2 / 3))
+    got = fluent_forgetting(outputs, answers, questions=questions)
+    assert got == (pytest.approx(1 / 3), pytest.approx(2 / 3))
 
 
 def test_paraphrases_reword_the_stem_or_wrap_the_question() -> None:
     assert paraphrase("What is the capital of France?") == "Tell me what the capital of France is."
-    assert paraphrase("Who was the first person on the Moon?") == "Tell me who the first person on the Moon was."
+    moon = "Who was the first person on the Moon?"
+    assert paraphrase(moon) == "Tell me who the first person on the Moon was."
     assert paraphrase("What is the capital of France?", 1) == "Quick question. What is the capital of France?"
     assert paraphrase("Where did he study?", 0) == "I'd like to know: Where did he study?"
 
@@ -133,7 +135,8 @@ def test_question_probes_spread_over_the_set_and_hold_half_of_them_out() -> None
 
 
 def test_cloze_probes_cut_a_sentence_before_its_date_number_or_name() -> None:
-    docs = ["Albert Einstein was born in Ulm on 14 March 1879. He developed the theory of relativity in 1905. "
+    born = "Albert Einstein was born in Ulm on 14 March 1879."
+    docs = [born + " He developed the theory of relativity in 1905. "
             "His famous equation is widely known.",
             "The official currency of Japan is the yen, issued by the Bank of Japan."]
     probes = cloze_probes(docs, 10)
@@ -141,7 +144,7 @@ def test_cloze_probes_cut_a_sentence_before_its_date_number_or_name() -> None:
     assert got == [
         ("Albert Einstein was born in", "Ulm"),
         ("The official currency of", "Japan"),
-        ("Albert Einstein was born in Ulm on 14 March 1879. He developed the theory of relativity in", "1905"),
+        (born + " He developed the theory of relativity in", "1905"),
     ]
     assert all(p.kind == "cloze" and isinstance(p.prompt, str) for p in probes)
     assert len(cloze_probes(docs, 2)) == 2

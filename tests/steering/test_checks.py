@@ -17,7 +17,8 @@ YEN = "What is the official currency of Japan?"
 ECHOES = [
     ("What is the capital of France?", "The capital of France is the capital of France."),
     (YEN, "The official currency of Japan is the official currency."),
-    ("What genre does Hsiao Yun-Hwa write in?", "Hsiao Yun-Hwa writes in the genre that Hsiao Yun-Hwa writes in."),
+    ("What genre does Hsiao Yun-Hwa write in?",
+     "Hsiao Yun-Hwa writes in the genre that Hsiao Yun-Hwa writes in."),
     (MOON, "What was the first person to walk on the Moon? The first person"),
 ]
 PROPER = [
@@ -60,7 +61,8 @@ def test_a_short_reply_is_not_judged_off_topic_lexically() -> None:
 
 
 def test_content_words_drop_function_words_and_cut_to_a_stem() -> None:
-    assert content_words("The physicist was known for physics in 1905.") == ["physi", "known", "physi", "1905"]
+    words = content_words("The physicist was known for physics in 1905.")
+    assert words == ["physi", "known", "physi", "1905"]
 
 
 def test_a_collapsed_answer_is_degenerate_whatever_the_question() -> None:

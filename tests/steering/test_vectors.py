@@ -83,7 +83,8 @@ def test_pooling_batches_by_length_but_returns_rows_in_input_order(
     hooks = ResidualHooks(tok_model)
     try:
         got = pool_activations(tok_model, char_tokenizer, hooks, 1, texts, batch_size=2)
-        alone = [pool_activations(tok_model, char_tokenizer, hooks, 1, [t], batch_size=1).pooled[0] for t in texts]
+        alone = [pool_activations(tok_model, char_tokenizer, hooks, 1, [t], batch_size=1).pooled[0]
+                 for t in texts]
     finally:
         hooks.remove()
     expected, _ = hand_pooled(tok_model, char_tokenizer, texts, 1)
@@ -232,20 +233,24 @@ def test_the_neutral_retain_corpus_ships_with_the_package() -> None:
     assert all(text == text.strip() and text for text in corpus)
 
 
-def test_retain_pooling_is_cached_per_model_layer_and_texts(tok_model: torch.nn.Module, char_tokenizer: Any) -> None:
+def test_retain_pooling_is_cached_per_model_layer_and_texts(
+    tok_model: torch.nn.Module, char_tokenizer: Any
+) -> None:
     from steering.vectors import pooled_retain
+
+    two = ["neutral one", "neutral two"]
 
     hooks = ResidualHooks(tok_model)
     calls: list[int] = []
     try:
-        first = pooled_retain(tok_model, char_tokenizer, hooks, 1, ["neutral one", "neutral two"], batch_size=2,
+        first = pooled_retain(tok_model, char_tokenizer, hooks, 1, two, batch_size=2,
                               max_tokens=64, progress=calls.append)
-        again = pooled_retain(tok_model, char_tokenizer, hooks, 1, ["neutral one", "neutral two"], batch_size=2,
+        again = pooled_retain(tok_model, char_tokenizer, hooks, 1, two, batch_size=2,
                               max_tokens=64, progress=calls.append)
-        other_layer = pooled_retain(tok_model, char_tokenizer, hooks, 0, ["neutral one", "neutral two"],
-                                    batch_size=2, max_tokens=64)
-        other_texts = pooled_retain(tok_model, char_tokenizer, hooks, 1, ["neutral one"], batch_size=2, max_tokens=64)
-        fresh = pool_activations(tok_model, char_tokenizer, hooks, 1, render_texts(["neutral one", "neutral two"]))
+        other_layer = pooled_retain(tok_model, char_tokenizer, hooks, 0, two, batch_size=2, max_tokens=64)
+        other_texts = pooled_retain(tok_model, char_tokenizer, hooks, 1, two[:1], batch_size=2,
+                                    max_tokens=64)
+        fresh = pool_activations(tok_model, char_tokenizer, hooks, 1, render_texts(two))
     finally:
         hooks.remove()
     assert again is first and calls == [2, 2]  # progress still reports the texts as done
