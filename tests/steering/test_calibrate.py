@@ -4,11 +4,15 @@ and the probes it is judged on (steering.probes)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
+import torch
 
-from steering.calibrate import Calibration, choose_alpha, choose_fluent, floor_ladder, fluent_forgetting
+from steering.calibrate import Calibration, calibrate_alpha, choose_alpha, choose_fluent, floor_ladder, fluent_forgetting
+from steering.config import BuildConfig
 from steering.forget_set import QAPair, make_documents
+from steering.guard import Guard
 from steering.probes import cloze_probes, paraphrase, probes_for, question_probes, spread
 
 LADDER = (0.2, 0.25, 0.3, 0.35)
@@ -161,3 +165,30 @@ def test_calibration_facts_carry_the_choice_the_ladder_and_the_probe_counts() ->
     assert facts["held_out_probes"] == 20 and facts["gate_missed"] == 2 and facts["kind"] == "qa"
     assert facts["ladder"] == [{"alpha": 0.3, "forgotten": 0.5, "degenerate": 0.0},
                                {"alpha": 0.35, "forgotten": 0.8571, "degenerate": 0.0312}]
+
+
+def test_a_text_set_is_calibrated_on_cloze_probes_in_a_private_snapshot(
+    char_tokenizer: Any, make_tiny: Callable[..., torch.nn.Module], embedder: Any
+) -> None:
+    # A random tiny model knows no fact: the probes are asked, nothing is known, and the strength
+    # is chosen for fluency alone (the default or a weaker one), with the counts in the facts.
+    docs = make_documents(documents=[
+        "The Eiffel Tower was completed in Paris in 1889 for the World Fair.",
+        "Gustave Eiffel designed the tower, which is 330 metres tall.",
+        "Every year about seven million people visit the tower in Paris.",
+    ])
+    guard = Guard(make_tiny("llama", vocab_size=len(char_tokenizer)), char_tokenizer, embedder)
+    seen: list[tuple[str, int, int]] = []
+    try:
+        artifacts = guard.build(docs, retain=["The weather is mild today."], config=BuildConfig(k_max=2))
+        cal = calibrate_alpha(guard, docs, artifacts, threshold=-1.0, fallback=0.3, max_new_tokens=4,
+                              progress=lambda *a: seen.append(a))
+    finally:
+        guard.hooks.remove()
+    assert guard.state.empty  # the live snapshot was never touched
+    assert cal.kind == "text" and cal.probes == 3 and cal.paraphrased == 3 and cal.gate_missed == 0
+    assert not cal.measured and cal.known == 0 and cal.alpha in (0.3, 0.25, 0.2)
+    assert [a for a, _, _ in cal.tried][0] == 0.3
+    assert seen[-1][0] == "calibrate" and seen[-1][1] == seen[-1][2]
+    facts = cal.facts()
+    assert facts["kind"] == "text" and facts["probes"] == 3 and len(facts["ladder"]) == len(cal.tried)
