@@ -145,6 +145,9 @@ def calibrate_alpha(guard: Guard, docs: ForgetDocuments, artifacts: ForgetSetArt
     base = generate(probes, None)
     known = [i for i, (p, out) in enumerate(zip(probes, base, strict=True))
              if gives_answer(out, p.answer)][:sample]
+    # A probe the base model already answers with an echo or off topic (often a reply cut at
+    # ``max_new_tokens`` while restating the question) cannot show steering made it so.
+    base_flags = degenerate_flags([p.text for p in probes], base, embed=embed_fn)
 
     if not known:
         # Nothing to forget can be measured, but fluency can: the default strength is kept only if
@@ -154,8 +157,11 @@ def calibrate_alpha(guard: Guard, docs: ForgetDocuments, artifacts: ForgetSetArt
         steps[1] = 1 + len(order)
 
         def degenerate(alpha: float) -> float:
-            flags = degenerate_flags([p.text for p in batch], generate(batch, alpha), embed=embed_fn)
-            return sum(flags) / len(batch)
+            outputs = generate(batch, alpha)
+            flags = degenerate_flags([p.text for p in batch], outputs, embed=embed_fn)
+            bad = [is_collapsed(o) or (f and not b)
+                   for o, f, b in zip(outputs, flags, base_flags[: len(batch)], strict=True)]
+            return sum(bad) / len(batch)
 
         alpha, tried = choose_fluent(order, degenerate, max_collapsed=max_collapsed)
         logger.info("alpha %.2f: no known answer among %d probes; %d strengths checked for degeneracy", alpha,
@@ -173,7 +179,7 @@ def calibrate_alpha(guard: Guard, docs: ForgetDocuments, artifacts: ForgetSetArt
 
     def measure(alpha: float) -> tuple[float, float]:
         return fluent_forgetting(generate(batch, alpha), answers, questions=[p.text for p in batch],
-                                 embed=embed_fn)
+                                 embed=embed_fn, baseline=[base_flags[i] for i in chosen])
 
     alpha, tried = choose_alpha(rungs, measure, target=target, max_collapsed=max_collapsed)
     step = next(t for t in tried if t[0] == alpha)
@@ -189,21 +195,25 @@ def floor_ladder(ladder: Sequence[float], floor: float) -> list[float]:
 
 
 def fluent_forgetting(outputs: Sequence[str], answers: Sequence[str | None], *,
-                      questions: Sequence[str] | None = None,
-                      embed: EmbedFn | None = None) -> tuple[float, float]:
+                      questions: Sequence[str] | None = None, embed: EmbedFn | None = None,
+                      baseline: Sequence[bool] | None = None) -> tuple[float, float]:
     """(fraction of the outputs with an answer that lack it and are proper replies, fraction of all
     outputs degenerate); an output whose answer is None (not known to the base model) counts for
     degeneracy only.
 
     Without ``questions`` an output is degenerate when it has collapsed; with them also when it
     echoes its question or is off its topic (``steering.checks.degenerate_flags``, by ``embed``'s
-    cosine when given).
+    cosine when given). ``baseline`` marks rows whose unsteered output is already flagged so (a
+    short answer that restates its question reads as an echo): there only collapse counts.
     """
     if len(outputs) != len(answers) or not any(a is not None for a in answers):
         raise ValueError(f"expected one answer per output (at least one known), found {len(outputs)} outputs "
                          f"and {len(answers)} answers")
-    bad = ([is_collapsed(o) for o in outputs] if questions is None
-           else degenerate_flags(questions, outputs, embed=embed))
+    bad = [is_collapsed(o) for o in outputs]
+    if questions is not None:
+        flags = degenerate_flags(questions, outputs, embed=embed)
+        exempt = baseline if baseline is not None else [False] * len(outputs)
+        bad = [c or (f and not e) for c, f, e in zip(bad, flags, exempt, strict=True)]
     scored = [(o, a, c) for o, a, c in zip(outputs, answers, bad, strict=True) if a is not None]
     forgotten = [not c and not gives_answer(o, a) for o, a, c in scored]
     return sum(forgotten) / len(scored), sum(bad) / len(outputs)

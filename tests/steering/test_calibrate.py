@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 import torch
 
-from steering.calibrate import Calibration, calibrate_alpha, choose_alpha, choose_fluent, floor_ladder, fluent_forgetting
+from steering.calibrate import (
+    Calibration,
+    calibrate_alpha,
+    choose_alpha,
+    choose_fluent,
+    floor_ladder,
+    fluent_forgetting,
+)
 from steering.config import BuildConfig
 from steering.forget_set import QAPair, make_documents
 from steering.guard import Guard
@@ -192,3 +199,13 @@ def test_a_text_set_is_calibrated_on_cloze_probes_in_a_private_snapshot(
     assert seen[-1][0] == "calibrate" and seen[-1][1] == seen[-1][2]
     facts = cal.facts()
     assert facts["kind"] == "text" and facts["probes"] == 3 and len(facts["ladder"]) == len(cal.tried)
+
+
+def test_an_echo_the_base_model_gave_too_is_not_blamed_on_steering_but_collapse_still_is() -> None:
+    questions = ["What is the full name of the author born in Taipei?", "What is the capital of France?"]
+    outputs = ["The full name of the author born in Taipei is", "the the the the"]
+    answers = ["Hsiao Yun-Hwa", "Paris"]
+    got = fluent_forgetting(outputs, answers, questions=questions)
+    assert got == (pytest.approx(0.0), pytest.approx(1.0))
+    got = fluent_forgetting(outputs, answers, questions=questions, baseline=[True, True])
+    assert got == (pytest.approx(0.5), pytest.approx(0.5))
