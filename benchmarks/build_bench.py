@@ -77,7 +77,6 @@ def main() -> None:
     lm = load_model(EMBEDDED_MODEL, cache_dir=args.cache)
     guard = Guard(lm.model, lm.tokenizer, load_embedder())
     guard.embedder.encode(["warm-up"])
-    results = [run(guard, int(s)) for s in args.sizes.split(",")]
 
     print(f"forget-set build, {EMBEDDED_MODEL}, torch threads {torch.get_num_threads()}, "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
@@ -85,16 +84,18 @@ def main() -> None:
     header = (f"{'items':>5} | {'k':>3} | " + " | ".join(f"{p:>15}" for p in PHASES)
               + f" | {'total':>15} | alpha | known/probes | rungs")
     print(header)
-    print("-" * len(header))
-    for r in results:
+    print("-" * len(header), flush=True)
+    for size in (int(s) for s in args.sizes.split(",")):
+        r = run(guard, size)
         spans = r["spans"]
         assert isinstance(spans, dict)
         cells = " | ".join(f"{spans[p][0]:>6.1f} ({spans[p][1]:>6.1f})" for p in PHASES)
         total = r["total"]
         assert isinstance(total, tuple)
         print(f"{r['size']:>5} | {r['k']:>3} | {cells} | {total[0]:>6.1f} ({total[1]:>6.1f}) | "
-              f"{r['alpha']:.2f}  | "
-              f"{r['known']:>5}/{r['probes']:<6} | {r['rungs']}")
+              f"{r['alpha']:.2f}  | {r['known']:>5}/{r['probes']:<6} | {r['rungs']}", flush=True)
+    print(f"load average at the end {os.getloadavg()[0]:.1f}; the retain corpus is pooled once per process "
+          "(the first size pays it)")
 
 
 if __name__ == "__main__":
