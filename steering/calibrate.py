@@ -220,7 +220,7 @@ def fluent_forgetting(outputs: Sequence[str], answers: Sequence[str | None], *,
 
 
 def choose_alpha(ladder: Sequence[float], measure: Callable[[float], tuple[float, float]], *, target: float,
-                 max_collapsed: float) -> tuple[float, list[tuple[float, float, float]]]:
+                 max_collapsed: float, patience: int = 2) -> tuple[float, list[tuple[float, float, float]]]:
     """Walk up the ladder: the first strength that forgets ``target`` fluently without too much collapse.
 
     Past a fluent strength, a strength that collapses too much ends the walk (stronger ones collapse
@@ -235,6 +235,8 @@ def choose_alpha(ladder: Sequence[float], measure: Callable[[float], tuple[float
         measure: ``alpha -> (fluent forgetting, collapsed fraction)`` (``fluent_forgetting``).
         target: fluent forgetting to reach.
         max_collapsed: largest tolerated collapsed fraction.
+        patience: the walk also ends after this many fluent strengths in a row that forget no more
+            than the best before them (a plateau: pushing harder only risks collapse).
 
     Returns:
         (chosen alpha, (alpha, fluent forgetting, collapsed) per strength tried).
@@ -251,6 +253,9 @@ def choose_alpha(ladder: Sequence[float], measure: Callable[[float], tuple[float
             continue
         if forgotten >= target:
             return alpha, tried
+        fluent_so_far = [t[1] for t in tried if t[2] <= max_collapsed]
+        if len(fluent_so_far) > patience and max(fluent_so_far[-patience:]) <= max(fluent_so_far[:-patience]):
+            break
     fluent = [t for t in tried if t[2] <= max_collapsed]
     if fluent:
         return max(fluent, key=lambda t: (t[1], t[0]))[0], tried

@@ -209,3 +209,16 @@ def test_an_echo_the_base_model_gave_too_is_not_blamed_on_steering_but_collapse_
     assert got == (pytest.approx(0.0), pytest.approx(1.0))
     got = fluent_forgetting(outputs, answers, questions=questions, baseline=[True, True])
     assert got == (pytest.approx(0.5), pytest.approx(0.5))
+
+
+def test_the_walk_ends_on_a_plateau_of_fluent_strengths_that_forget_no_more() -> None:
+    ladder = (0.3, 0.35, 0.4, 0.45, 0.5)
+    seen, measure = table({0.3: (0.6, 0.0), 0.35: (0.6, 0.0), 0.4: (0.5, 0.05), 0.45: (1.0, 0.0),
+                           0.5: (1.0, 0.0)})
+    alpha, tried = choose_alpha(ladder, measure, target=0.9, max_collapsed=0.1)
+    assert seen == [0.3, 0.35, 0.4] and alpha == 0.35  # stronger of the two at 0.6
+    # Still improving within the last two: the walk goes on and reaches the target.
+    seen, measure = table({0.3: (0.6, 0.0), 0.35: (0.7, 0.0), 0.4: (0.7, 0.0), 0.45: (1.0, 0.0),
+                           0.5: (1.0, 0.0)})
+    assert choose_alpha(ladder, measure, target=0.9, max_collapsed=0.1)[0] == 0.45
+    assert seen == [0.3, 0.35, 0.4, 0.45]
