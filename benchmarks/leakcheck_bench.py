@@ -19,11 +19,11 @@ import os
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from steering.eval.data import tofu  # noqa: E402
-
+from evals.data import tofu  # noqa: E402
 from steering.checks import contains_answer  # noqa: E402
 from steering.forget_set import make_documents  # noqa: E402
 from steering.leakcheck import LeakProfile, build_leak_profile, check_output  # noqa: E402

@@ -8,19 +8,75 @@ left to die with the process, and the next start requeues the set (``recover_int
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from typing import TYPE_CHECKING
 
 from service.metrics import BUILD_SECONDS
 from service.registry import InvalidTransitionError, NotFoundError
+from steering.vectors import overall_fraction
 
 if TYPE_CHECKING:
+    from service.registry import Registry
     from service.runtime import Runtime
 
 logger = logging.getLogger(__name__)
 
 ACTOR = "system:builder"
+
+#: Build stages (``steering.vectors.ProgressFn``) as the phase names the registry shows.
+PHASES: dict[str, str] = {"embed": "embed", "cluster": "cluster", "forget": "vectors", "retain": "vectors",
+                          "calibrate": "calibrate"}
+
+
+class ProgressWriter:
+    """A ``ProgressFn`` that stores a build's phase and overall fraction in the registry.
+
+    Writes at most one row update per ``min_interval_s`` (a new phase is written at once), so a
+    build's hundreds of callbacks cost a handful of writes. The set is the one this process claimed
+    (its latest ``build_start`` audit row names this host and pid), looked up at the first call.
+    A failed write is logged and ignored: progress is a display, never a reason to fail a build.
+
+    Args:
+        registry: where the set lives.
+        min_interval_s: least time between two writes within one phase.
+    """
+
+    def __init__(self, registry: Registry, *, min_interval_s: float = 0.5) -> None:
+        self.registry = registry
+        self.min_interval_s = min_interval_s
+        self.fs_id: str | None = None
+        self.writes = 0
+        self._last_at = -float("inf")
+        self._last_phase: str | None = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        phase = PHASES.get(stage, stage)
+        now = time.monotonic()
+        if phase == self._last_phase and now - self._last_at < self.min_interval_s:
+            return
+        try:
+            fs_id = self.fs_id or self._claimed_id()
+            if fs_id is None:
+                return
+            fraction = overall_fraction(stage, done, total)
+            self.registry.set_build_progress(fs_id, phase=phase, fraction=fraction)
+        except Exception:  # noqa: BLE001 - see the class docstring
+            logger.debug("build progress not recorded", exc_info=True)
+            return
+        self.fs_id, self._last_at, self._last_phase = fs_id, now, phase
+        self.writes += 1
+
+    def _claimed_id(self) -> str | None:
+        me = {"host": socket.gethostname(), "pid": os.getpid()}
+        for record in self.registry.list(status="building"):
+            starts = [e for e in self.registry.audit(forget_set_id=record.id, limit=1000)
+                      if e.action == "build_start"]
+            if starts and all(starts[-1].details.get(k) == v for k, v in me.items()):
+                return record.id
+        return None
 
 
 class BuildWorker:
@@ -75,7 +131,7 @@ class BuildWorker:
         started = time.perf_counter()
         self.busy = True
         try:
-            record = self.runtime.build_next(actor=ACTOR)
+            record = self.runtime.build_next(actor=ACTOR, progress=ProgressWriter(self.runtime.registry))
         except (InvalidTransitionError, NotFoundError) as exc:
             # Revoked while building: activate refuses and nothing is stored; that is the intent.
             logger.warning("forget-set build abandoned: %s", exc)

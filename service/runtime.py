@@ -230,7 +230,8 @@ class Runtime:
                 config = self.build_config(record.layer, tuple(record.subject_names))
                 artifacts = self.guard.build(docs, retain=retain or None, config=config, progress=progress)
                 threshold = record.threshold if record.threshold is not None else self.settings.default_threshold
-                alpha = record.alpha if record.alpha is not None else self._calibrated_alpha(docs, artifacts, threshold)
+                alpha = (record.alpha if record.alpha is not None
+                         else self._calibrated_alpha(docs, artifacts, threshold, progress))
             except Exception as exc:  # noqa: BLE001 - any build failure marks the set failed, never half-active
                 logger.exception("build of forget set %s failed", record.id)
                 return self.registry.fail(record.id, error=f"{type(exc).__name__}: {exc}", actor=actor)
@@ -316,10 +317,12 @@ class Runtime:
         logger.info("forget set %s verified: %d probes in %.1f s", fs_id, len(probes), payload["seconds"])
         return payload
 
-    def _calibrated_alpha(self, docs: ForgetDocuments, artifacts: ForgetSetArtifacts, threshold: float) -> float:
+    def _calibrated_alpha(self, docs: ForgetDocuments, artifacts: ForgetSetArtifacts, threshold: float,
+                          progress: ProgressFn | None) -> float:
         if not self.settings.calibrate_alpha:
             return self.default_alpha()
-        result = calibrate_alpha(self.guard, docs, artifacts, threshold=threshold, fallback=self.default_alpha())
+        result = calibrate_alpha(self.guard, docs, artifacts, threshold=threshold, fallback=self.default_alpha(),
+                                 progress=progress)
         logger.info("alpha %.2f (calibrated=%s, known answers %d, forgotten %.2f, collapsed %.2f)",
                     result.alpha, result.measured, result.known, result.forgotten, result.collapsed)
         return result.alpha

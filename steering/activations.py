@@ -76,10 +76,12 @@ def pool_activations(
         Pooled vectors and the token-norm statistics for mu (Eq. 7).
     """
     device = next(model.parameters()).device
+    # Batches of similar length waste little compute on padding; rows go back to input order at the end.
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i].text))
     pooled: list[torch.Tensor] = []
     norm_sum, n_tokens = 0.0, 0
     for start in range(0, len(texts), batch_size):
-        chunk = texts[start : start + batch_size]
+        chunk = [texts[i] for i in order[start : start + batch_size]]
         enc = tokenizer(
             [t.text for t in chunk],
             return_tensors="pt",
@@ -112,4 +114,7 @@ def pool_activations(
         n_tokens += int(weights.sum())
         if progress is not None:
             progress(len(chunk))
-    return PooledActivations(torch.cat(pooled), norm_sum, n_tokens)
+    stacked = torch.cat(pooled)  # [n_texts, d_model] in length order
+    result = torch.empty_like(stacked)
+    result[torch.tensor(order, dtype=torch.long)] = stacked
+    return PooledActivations(result, norm_sum, n_tokens)

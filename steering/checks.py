@@ -1,10 +1,14 @@
 """Answer checks the product runs on generated text: does an output give a reference answer, and
-is it collapsed (the paper's third axis, arXiv 2605.12765). Evaluation reuses them.
+is it degenerate: collapsed (the paper's third axis, arXiv 2605.12765), an echo of the question, or
+off the question's topic. Evaluation reuses them.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
+
+import numpy as np
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -87,3 +91,84 @@ def _tandem_repeat(words: list[str], max_n: int = 4) -> bool:
             if words[i : i + n] == words[i + n : i + 2 * n] == words[i + 2 * n : i + 3 * n]:
                 return True
     return False
+
+
+#: Function words ignored when comparing what a question and an answer are about.
+STOPWORDS: frozenset[str] = frozenset(
+    "a an the and or but if of in on at to for from by with about as into onto over under than then "
+    "is are was were be been being am do does did done has have had having will would shall should can "
+    "could may might must it its this that these those there here what which who whom whose when where "
+    "why how i me my we our you your he him his she her they them their not no yes so very also just "
+    "s t d ll re ve m any some all each every other such only own same more most much many one".split())
+
+#: ``[n, d_embed]`` unit embeddings of n texts (``steering.vectors.embed`` with an embedder bound).
+EmbedFn = Callable[[Sequence[str]], np.ndarray]
+
+#: Cosine below which an answer is off the question's topic (all-MiniLM-L6-v2: unrelated sentence
+#: pairs score about -0.1 to 0.09, a question and an on-topic answer, even a wrong one, 0.3 and up;
+#: a plain "I don't have information about that." 0.12).
+OFF_TOPIC_COSINE = 0.1
+
+
+def content_words(text: str) -> list[str]:
+    """Word tokens that are not function words, cut to their first five letters (a crude stem: "wrote"
+    and "writer" stay apart, "physics" and "physicist" meet)."""
+    return [w[:5] for w in tokens(text) if w not in STOPWORDS and (len(w) > 1 or w.isdigit())]
+
+
+def is_echo(question: str, answer: str, *, max_new: float = 0.2) -> bool:
+    """True when the answer mostly repeats the question: it has at least two content words and at
+    most ``max_new`` of them (and at most one) are not in the question ("What is the capital of
+    France? The capital of France is the capital" is an echo, "The capital of France is Paris." is not).
+    """
+    said = content_words(answer)
+    if len(said) < 2:
+        return False
+    asked = set(content_words(question))
+    new = [w for w in said if w not in asked]
+    return len(new) <= 1 and len(new) / len(said) <= max_new
+
+
+def is_off_topic(question: str, answer: str, *, embed: EmbedFn | None = None, min_words: int = 6,
+                 min_cosine: float = OFF_TOPIC_COSINE) -> bool:
+    """True when the answer is about something else than the question.
+
+    With ``embed``: the cosine of the two embeddings is below ``min_cosine``. Without: lexical, the
+    answer has ``min_words`` or more content words and shares none with a question of two or more
+    (cruder: a correct answer in other words, "Who wrote Hamlet?" -> "A playwright from
+    Stratford-upon-Avon, around the year 1600.", reads as off topic; use the embedding test where
+    an embedder is at hand).
+    """
+    if embed is not None:
+        if not tokens(answer):
+            return False
+        vecs = np.asarray(embed([question, answer]), dtype=np.float64)  # [2, d_embed]
+        norms = np.linalg.norm(vecs, axis=1).clip(min=1e-12)
+        return float(vecs[0] @ vecs[1] / (norms[0] * norms[1])) < min_cosine
+    asked, said = set(content_words(question)), content_words(answer)
+    return len(asked) >= 2 and len(said) >= min_words and not asked.intersection(said)
+
+
+def is_degenerate(question: str, answer: str, *, embed: EmbedFn | None = None) -> bool:
+    """An answer that is no proper reply to ``question``: collapsed, an echo of the question, or off
+    its topic (``is_off_topic``, by embedding when ``embed`` is given)."""
+    return is_collapsed(answer) or is_echo(question, answer) or is_off_topic(question, answer, embed=embed)
+
+
+def degenerate_flags(questions: Sequence[str], answers: Sequence[str], *, embed: EmbedFn | None = None,
+                     min_cosine: float = OFF_TOPIC_COSINE) -> list[bool]:
+    """``is_degenerate`` for many pairs, with one embedding call for all of them."""
+    if len(questions) != len(answers):
+        raise ValueError(f"expected one answer per question, found {len(questions)} questions and "
+                         f"{len(answers)} answers")
+    flags = [is_collapsed(a) or is_echo(q, a) for q, a in zip(questions, answers, strict=True)]
+    if embed is None:
+        return [f or is_off_topic(q, a) for f, q, a in zip(flags, questions, answers, strict=True)]
+    rows = [i for i, (f, a) in enumerate(zip(flags, answers, strict=True)) if not f and tokens(a)]
+    if rows:
+        vecs = np.asarray(embed([questions[i] for i in rows] + [answers[i] for i in rows]), dtype=np.float64)
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True).clip(min=1e-12)  # [2 * n, d_embed]
+        cos = (vecs[: len(rows)] * vecs[len(rows):]).sum(axis=1)  # [n]
+        for i, c in zip(rows, cos, strict=True):
+            flags[i] = bool(c < min_cosine)
+    return flags

@@ -10,7 +10,8 @@ directed Jackie Brown?"), and steering can be too weak for a fact the model know
 - ``escalate``: a steered answer still shows the content: generate again with each open set's alpha
   raised by ``ESCALATION`` (the next rung).
 - ``abstain``: an escalated answer still shows it, or a steered answer is degenerate (collapsed, an
-  echo of the question, off the topic): answer with a neutral "I don't know" instead.
+  echo of the question, off its topic: ``steering.checks.is_degenerate``): answer with a neutral
+  "I don't know" instead.
 
 ``review`` decides; the serving engine and ``generate_reviewed`` (the library path) act on it, so both
 follow one policy.
@@ -24,7 +25,7 @@ from typing import Literal
 
 import numpy as np
 
-from steering.checks import is_collapsed
+from steering.checks import is_degenerate
 from steering.gate_input import contents
 from steering.gates import GateMatch, GateState
 from steering.guard import Generation, Guard, SamplingParams
@@ -105,14 +106,6 @@ def nearest_clusters(guard: Guard, state: GateState, set_ids: Sequence[str], tex
     return out
 
 
-def is_degenerate(question: str, answer: str) -> bool:
-    """An answer that is no use as an answer: collapsed, or an echo of the question."""
-    if is_collapsed(answer):
-        return True
-    q, a = " ".join(question.lower().split()), " ".join(answer.lower().split())
-    return bool(a) and len(a) >= 12 and (a in q or (q in a and len(a) <= len(q) + 12))
-
-
 def review(guard: Guard, state: GateState, prompt: Prompt, answer: str, *, steered: bool, boost: float = 0.0,
            matched: Sequence[GateMatch] = (), recheck: bool = True, leak_check: bool = True,
            final: bool = True) -> Verdict:
@@ -146,7 +139,7 @@ def review(guard: Guard, state: GateState, prompt: Prompt, answer: str, *, steer
                      if (m.forget_set_id, m.cluster) not in {(x.forget_set_id, x.cluster) for x in matched}]
             return Verdict("escalate", (*matched, *extra), ESCALATION, "leak")
         return Verdict("abstain", reason="leak_after_escalation")
-    if final and is_degenerate(question_of(prompt), answer):
+    if final and is_degenerate(question_of(prompt), answer, embed=lambda texts: embed(guard.embedder, texts)):
         return Verdict("abstain", reason="degenerate")
     return ACCEPT
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -12,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from steering.activations import pool_activations
+from steering.activations import PooledActivations, pool_activations
 from steering.clustering import Clustering, cluster_embeddings
 from steering.config import BuildConfig, check_layer, default_layer
 from steering.entities import Subject, mine_entities, mine_subjects, named_subjects, names_subject
@@ -36,8 +38,25 @@ AUTO_MIN_COVERAGE = 0.3
 #: Gate rules that compare the prompt with every document (they keep the document embeddings).
 DOC_GATES: tuple[str, ...] = ("hybrid", "subject")
 
-#: Called as progress(stage, done, total) while building.
+#: Called as progress(stage, done, total) while building. Stages, in order: ``embed`` and ``cluster``
+#: (0 of 1, then 1 of 1), ``forget`` and ``retain`` (texts pooled so far), then the calibration's
+#: ``calibrate`` (generate passes so far, of the most it may take).
 ProgressFn = Callable[[str, int, int], None]
+
+#: Build stages in order with their rough share of a build's time (embedding and clustering are
+#: quick, pooling a few seconds, calibration's generation the most), for one overall fraction.
+STAGE_WEIGHTS: tuple[tuple[str, float], ...] = (
+    ("embed", 0.05), ("cluster", 0.05), ("forget", 0.25), ("retain", 0.05), ("calibrate", 0.6))
+
+
+def overall_fraction(stage: str, done: int, total: int) -> float:
+    """The whole build's progress in [0, 1] when ``stage`` is ``done`` of ``total`` through."""
+    before = 0.0
+    for name, weight in STAGE_WEIGHTS:
+        if name == stage:
+            return min(1.0, before + weight * min(1.0, done / max(1, total)))
+        before += weight
+    return 0.0
 
 
 @dataclass(frozen=True)
@@ -138,6 +157,27 @@ def _stored_subjects(tensors: dict[str, torch.Tensor]) -> tuple[Subject, ...]:
     return ()
 
 
+#: Pooled retain corpora per model, by (layer, truncation, texts): every build with the same retain
+#: texts (the built-in neutral corpus, unless a set brings its own) reuses the first build's pooling.
+_RETAIN_CACHE: weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple[int, int, str], PooledActivations]] = (
+    weakref.WeakKeyDictionary())
+
+
+def pooled_retain(model: torch.nn.Module, tokenizer: Any, hooks: ResidualHooks, layer: int,
+                  texts: Sequence[str], *, batch_size: int, max_tokens: int,
+                  progress: Callable[[int], None] | None = None) -> PooledActivations:
+    """``pool_activations`` over retain texts, cached per model and layer (the model is frozen)."""
+    digest = hashlib.sha256("\x00".join(texts).encode("utf-8")).hexdigest()
+    key = (layer, max_tokens, digest)
+    cache = _RETAIN_CACHE.setdefault(model, {})
+    if key not in cache:
+        cache[key] = pool_activations(model, tokenizer, hooks, layer, render_texts(texts),
+                                      batch_size=batch_size, max_tokens=max_tokens, progress=progress)
+    elif progress is not None:
+        progress(len(texts))
+    return cache[key]
+
+
 def neutral_corpus() -> list[str]:
     """The built-in neutral retain corpus shipped with the package."""
     text = resources.files("steering").joinpath("data/neutral_corpus.txt").read_text(encoding="utf-8")
@@ -163,14 +203,20 @@ class GateParts:
     mode: str | None = None
 
 
-def build_gate(embedder: Any, docs: ForgetDocuments, config: BuildConfig = BuildConfig()) -> GateParts:
+def build_gate(embedder: Any, docs: ForgetDocuments, config: BuildConfig = BuildConfig(),
+               progress: ProgressFn | None = None) -> GateParts:
     """Embed, cluster (k by silhouette) and mine names for the hybrid or subject gate (METHOD.md step 2).
 
     ``auto`` resolves here, once per set: the subject gate for a set about people (the people
     mined are named in at least ``AUTO_MIN_COVERAGE`` of the documents), else the hybrid gate.
     """
+    report = progress or (lambda stage, done, total: None)
+    report("embed", 0, 1)
     emb = embed(embedder, docs.gate_texts())  # [n_docs, d_embed]
+    report("embed", 1, 1)
+    report("cluster", 0, 1)
     clustering = cluster_embeddings(emb, k_max=config.k_max, seed=config.seed)
+    report("cluster", 1, 1)
     mode, entities, subjects = gate_names(docs.gate_texts(), clustering.labels, config.gate,
                                           subject=config.subject, subjects=config.subjects)
     return GateParts(clustering, emb, entities, subjects, mode)
@@ -278,7 +324,7 @@ def build_artifacts(
                              field="documents")
     depth = n_layers(model)
     layer = default_layer(depth) if config.layer is None else check_layer(config.layer, depth)
-    parts = build_gate(embedder, docs, config)
+    parts = build_gate(embedder, docs, config, progress)
     gate = parts.mode or config.gate
     clustering = parts.clustering
     rendered = render_documents(tokenizer, docs)
@@ -295,9 +341,8 @@ def build_artifacts(
     n_retain = len(retain_texts)
     forget = pool_activations(model, tokenizer, hooks, layer, rendered, batch_size=config.batch_size,
                               max_tokens=config.max_doc_tokens, progress=tick("forget", [0]))
-    kept = pool_activations(model, tokenizer, hooks, layer, render_texts(retain_texts),
-                            batch_size=config.batch_size, max_tokens=config.max_doc_tokens,
-                            progress=tick("retain", [0]))
+    kept = pooled_retain(model, tokenizer, hooks, layer, retain_texts, batch_size=config.batch_size,
+                         max_tokens=config.max_doc_tokens, progress=tick("retain", [0]))
     if forget.n_tokens == 0:
         raise SteeringError("expected pooled tokens in the forget documents, found none (all too short?)")
     labels = torch.from_numpy(clustering.labels)  # [n_docs]

@@ -13,7 +13,7 @@ from steering.config import BuildConfig
 from steering.forget_set import make_documents
 from steering.gates import ActiveSet, GateMatch, GateState
 from steering.guard import Guard, SamplingParams
-from steering.recheck import generate_reviewed, is_degenerate, with_answer
+from steering.recheck import generate_reviewed, with_answer
 from steering.vectors import ForgetSetArtifacts
 
 FORGET = ["The Eiffel Tower stands in Paris, France.", "Paris is home to the Eiffel Tower.",
@@ -46,12 +46,6 @@ def test_with_answer_appends_the_answer_as_its_own_turn() -> None:
     assert with_answer(chat, "Eiffel.") == [*chat, {"role": "assistant", "content": "Eiffel."}]
     assert with_answer("Q: who? A:", " Eiffel.") == [{"role": "user", "content": "Q: who? A:"},
                                                     {"role": "assistant", "content": " Eiffel."}]
-
-
-def test_an_escalated_leak_abstains_and_a_steered_echo_is_degenerate() -> None:
-    assert is_degenerate("Where is the Eiffel Tower?", "Where is the Eiffel Tower?")
-    assert is_degenerate("Who built it?", "the the the the the")
-    assert not is_degenerate("Where is the Eiffel Tower?", "It stands in a large city in Europe.")
 
 
 @pytest.fixture(scope="module")

@@ -74,6 +74,24 @@ def test_pooling_excludes_padding_and_the_first_token(
     assert not torch.allclose(got.pooled[1], every_token, atol=1e-4)
 
 
+def test_pooling_batches_by_length_but_returns_rows_in_input_order(
+    tok_model: torch.nn.Module, char_tokenizer: Any
+) -> None:
+    # Batches are formed from texts of similar length (less padding); the rows must still line up
+    # with the input, whatever batch each text landed in.
+    texts = render_texts(["mid sized one", "abc", "the longest text of all five", "xy", "medium"])
+    hooks = ResidualHooks(tok_model)
+    try:
+        got = pool_activations(tok_model, char_tokenizer, hooks, 1, texts, batch_size=2)
+        alone = [pool_activations(tok_model, char_tokenizer, hooks, 1, [t], batch_size=1).pooled[0]
+                 for t in texts]
+    finally:
+        hooks.remove()
+    expected, _ = hand_pooled(tok_model, char_tokenizer, texts, 1)
+    torch.testing.assert_close(got.pooled, expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(got.pooled, torch.stack(alone), rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("family", ["llama", "phi", "gpt2"])
 def test_pooling_a_text_alone_or_padded_in_a_batch_gives_the_same_vector(
     make_tiny: Callable[..., torch.nn.Module], char_tokenizer: Any, family: str
@@ -213,3 +231,28 @@ def test_the_neutral_retain_corpus_ships_with_the_package() -> None:
     corpus = neutral_corpus()
     assert len(corpus) >= 20
     assert all(text == text.strip() and text for text in corpus)
+
+
+def test_retain_pooling_is_cached_per_model_layer_and_texts(
+    tok_model: torch.nn.Module, char_tokenizer: Any
+) -> None:
+    from steering.vectors import pooled_retain
+
+    two = ["neutral one", "neutral two"]
+
+    hooks = ResidualHooks(tok_model)
+    calls: list[int] = []
+    try:
+        first = pooled_retain(tok_model, char_tokenizer, hooks, 1, two, batch_size=2,
+                              max_tokens=64, progress=calls.append)
+        again = pooled_retain(tok_model, char_tokenizer, hooks, 1, two, batch_size=2,
+                              max_tokens=64, progress=calls.append)
+        other_layer = pooled_retain(tok_model, char_tokenizer, hooks, 0, two, batch_size=2, max_tokens=64)
+        other_texts = pooled_retain(tok_model, char_tokenizer, hooks, 1, two[:1], batch_size=2,
+                                    max_tokens=64)
+        fresh = pool_activations(tok_model, char_tokenizer, hooks, 1, render_texts(two))
+    finally:
+        hooks.remove()
+    assert again is first and calls == [2, 2]  # progress still reports the texts as done
+    assert other_layer is not first and other_texts is not first and other_texts.pooled.shape[0] == 1
+    torch.testing.assert_close(first.pooled, fresh.pooled)
