@@ -106,31 +106,38 @@ def cmd_forget_add(args: argparse.Namespace) -> int:
     if isinstance(backend, RemoteBackend):
         if args.json:  # stdout holds the 202 body only; the hint still reaches the user
             note(f"the server builds it; follow the build: guardit forget wait {created['id']}")
-        _emit(args, created, lambda: sys.stdout.write(
-            f"{created['id']}  {args.name}  [{created['status']}]: {what}; the server builds it\n"
-            f"follow the build: guardit forget wait {created['id']}\n"))
+        def queued() -> None:
+            sys.stdout.write(f"{created['id']}  {args.name}  [{created['status']}]: {what}; the server builds it\n"
+                             f"follow the build: guardit forget wait {created['id']}\n")
+
+        _emit(args, created, queued)
         return 0
     if args.no_build:
-        _emit(args, created, lambda: (print_record(created), sys.stdout.write(
-            "left pending; build it here or follow a server's build: "
-            f"guardit forget wait {created['id']}\n")))
+        def pending() -> None:
+            print_record(created)
+            sys.stdout.write(f"left pending; build it here or follow a server's build: "
+                             f"guardit forget wait {created['id']}\n")
+
+        _emit(args, created, pending)
         return 0
     return _follow(args, backend, created["id"])
 
 
 def _dry_run(args: argparse.Namespace, body: dict[str, Any], what: str, backend: Backend) -> int:
     items = body.get("qa") or body.get("documents") or []
-    payload = {"dry_run": True, "read": what, "would_register": {k: v for k, v in body.items()
-                                                                 if k not in {"qa", "documents", "retain"}},
-               "kind": "qa" if "qa" in body else "documents", "n_documents": len(items),
-               "n_retain": len(body.get("retain") or []), "first": items[:3], "target": backend.where()}
+    would = {k: v for k, v in body.items() if k not in {"qa", "documents", "retain"}}
+    first: list[Any] = list(items[:3])
+    payload: dict[str, Any] = {"dry_run": True, "read": what, "would_register": would,
+                               "kind": "qa" if "qa" in body else "documents", "n_documents": len(items),
+                               "n_retain": len(body.get("retain") or []), "first": first,
+                               "target": backend.where()}
 
     def human() -> None:
         sys.stdout.write(f"dry run: nothing registered. Would register {args.name!r}: {what}\n")
-        for key, value in payload["would_register"].items():
+        for key, value in would.items():
             if key != "name":
                 sys.stdout.write(f"  {key:<13} {value}\n")
-        for item in payload["first"]:
+        for item in first:
             text = f"{item['question']} -> {item['answer']}" if isinstance(item, dict) else item
             sys.stdout.write(f"  e.g.          {text[:120]}\n")
 
@@ -267,7 +274,7 @@ def _env_default(name: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``guardit`` argument parser."""
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--json", action="store_true", help="print exactly one JSON object on stdout")
     common.add_argument("--model", help=f"the LLM (default: {_env_default('model')})")
     common.add_argument("--url", help="talk to this guardit server (default: GUARDIT_URL; unset = work "
@@ -357,13 +364,10 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    try:
-        from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
-        hf_logging.set_verbosity_error()
-    except ImportError:
-        pass
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

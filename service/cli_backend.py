@@ -9,7 +9,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 from pydantic import BaseModel, ValidationError
 
@@ -19,6 +19,10 @@ from service.protocol.generate import GenerateRequest, generate_response
 from service.registry import Registry
 from service.settings import Settings
 from steering.vectors import ProgressFn
+
+# Inside the backends the name ``list`` is a method, so their annotations use these aliases.
+_Rows: TypeAlias = list[dict[str, Any]]
+_Texts: TypeAlias = list[str]
 
 #: Statuses a build ends in.
 FINAL = frozenset({"active", "failed", "revoked"})
@@ -117,7 +121,7 @@ class LocalBackend:
         """One record."""
         return _record(self.registry.get(fs_id))
 
-    def list(self, status: str | None) -> list[dict[str, Any]]:
+    def list(self, status: str | None) -> _Rows:
         """Every record, newest first."""
         return [_record(r) for r in self.registry.list(status=status)]
 
@@ -150,7 +154,7 @@ class LocalBackend:
 
         return asyncio.run(run())
 
-    def gate(self, prompts: list[str]) -> list[dict[str, Any]]:
+    def gate(self, prompts: _Texts) -> _Rows:
         """``/v1/gate`` for each prompt: the decision the engine takes before generating."""
         runtime = self.runtime
         guard = runtime.guard
@@ -217,7 +221,7 @@ class RemoteBackend:
         """One record."""
         return dict(self.call("GET", f"/v1/forget-sets/{fs_id}"))
 
-    def list(self, status: str | None) -> list[dict[str, Any]]:
+    def list(self, status: str | None) -> _Rows:
         """Every record, newest first."""
         params = {"status": status} if status else None
         return list(self.call("GET", "/v1/forget-sets", params=params)["forget_sets"])
@@ -231,7 +235,7 @@ class RemoteBackend:
         """``POST /v1/generate`` or ``/v1/compare``."""
         return dict(self.call("POST", "/v1/compare" if ab else "/v1/generate", json=body))
 
-    def gate(self, prompts: list[str]) -> list[dict[str, Any]]:
+    def gate(self, prompts: _Texts) -> _Rows:
         """``POST /v1/gate`` per prompt."""
         return [dict(self.call("POST", "/v1/gate", json={"prompt": p})) for p in prompts]
 

@@ -44,7 +44,7 @@ def fold(text: str) -> str:
     """Lower-case, accents removed: names match across casing and diacritics."""
     if text.isascii():
         return text.lower()
-    return _MARKS.sub("", unicodedata.normalize("NFKD", text)).lower()
+    return str(_MARKS.sub("", unicodedata.normalize("NFKD", text))).lower()
 
 
 def mine_entities(texts: Sequence[str], *, min_count: int = 2, extra: Iterable[str] = ()) -> tuple[str, ...]:
@@ -297,9 +297,9 @@ def _guess_primary(texts: Sequence[str], counts: Counter[str], lead_docs: int) -
     """The lead's name or the most frequent multi-word name ending in a frequent capitalised word."""
     words: Counter[str] = Counter()
     for text in texts:  # capitalised words inside sentences, possessives cut ("Day-Lewis's")
-        found = (fold(re.sub(r"(?:'s|’s|'|’)$", "", w))
-                 for w in re.findall(r"(?<![.!?]\s)(?<!^)\b([A-Z][\w'’\-]+)", text))
-        words.update(list(dict.fromkeys(w for w in found if w not in _LEADING)))
+        capitalised = (fold(re.sub(r"(?:'s|’s|'|’)$", "", w))
+                       for w in re.findall(r"(?<![.!?]\s)(?<!^)\b([A-Z][\w'’\-]+)", text))
+        words.update(list(dict.fromkeys(w for w in capitalised if w not in _LEADING)))
     top = words.most_common(10)
     # Surnames the documents use at least half as often as their most frequent capitalised word.
     ranked = [w for w, c in top if c >= 0.5 * top[0][1]]

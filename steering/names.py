@@ -90,7 +90,7 @@ def _look_alikes() -> dict[int, str]:
 
 def _visible(text: str) -> str:
     """NFKC without format characters (zero-width, bidi, soft hyphen) and fillers."""
-    return _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))
+    return str(_INVISIBLE.sub("", unicodedata.normalize("NFKC", text)))
 
 
 def _ascii(text: str) -> str:

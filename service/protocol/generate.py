@@ -95,7 +95,7 @@ def generate_response(gen: Generation, *, show_gate: bool = True) -> GenerateRes
     """``POST /v1/generate`` body from a steering ``Generation``; ``show_gate`` adds ``guardit``."""
     return GenerateResponse(
         text=gen.text,
-        finish_reason=gen.finish_reason,  # type: ignore[arg-type]
+        finish_reason=gen.finish_reason,
         usage=Usage(prompt_tokens=gen.prompt_tokens, completion_tokens=gen.completion_tokens),
         guardit=generation_info(gen) if show_gate else None,
     )
