@@ -28,6 +28,7 @@ from steering.decoding import left_pad
 from steering.forget_set import ForgetDocuments
 from steering.gates import ActiveSet, GateState
 from steering.guard import Guard, SamplingParams
+from steering.recheck import generate_reviewed
 from steering.vectors import ForgetSetArtifacts
 
 #: Every method, in report order.
@@ -50,6 +51,8 @@ class Method:
         info: how the method was set up (alpha, clusters, calibration), for the report.
         batch_size: rows per forward batch (1 for a model whose batch rows interact, such as one with
             dynamically quantized activations: their scale is shared by the whole batch).
+        policy: answer through the product's answer policy (``steering.recheck.generate_reviewed``:
+            re-check, leak check, escalation, abstention), as the server answers; the baselines do not.
     """
 
     name: str
@@ -58,6 +61,7 @@ class Method:
     system: str | None = None
     info: Mapping[str, Any] = field(default_factory=dict)
     batch_size: int = 16
+    policy: bool = False
 
     @property
     def steers(self) -> bool:
@@ -74,7 +78,11 @@ class Method:
         out: list[str] = []
         for start in range(0, len(questions), self.batch_size):
             chats = [self.chat(q) for q in questions[start:start + self.batch_size]]
-            out += [g.text for g in self.guard.generate(chats, params, steer=self.steers, state=self.state)]
+            if self.policy and self.steers:
+                gens = generate_reviewed(self.guard, chats, params, state=self.state)
+            else:
+                gens = self.guard.generate(chats, params, steer=self.steers, state=self.state)
+            out += [g.text for g in gens]
         return out
 
     def gate_open(self, questions: Sequence[str]) -> list[bool]:
@@ -209,5 +217,6 @@ def make_methods(guard: Guard, build: GuardItBuild | None, *, refusal_topics: Se
             if build is None:
                 raise ValueError(f"expected a GUARD-IT build for method {name!r}, found none")
             state = guardit_state(build) if name == "guardit" else global_state(build)
-            out[name] = Method(name, guard, state, info=build.info(), batch_size=batch_size)
+            out[name] = Method(name, guard, state, info=build.info(), batch_size=batch_size,
+                               policy=name == "guardit")
     return out
