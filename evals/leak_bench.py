@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -23,7 +23,10 @@ from typing import Any
 from evals.attacks_bench import Case, in_batches, model_alpha, rwku_case, target_guard, text_case, tofu_case
 from evals.attacks_bench import Size as AttackSize
 from evals.data import rwku
+from steering.checks import gives_answer
 from steering.forget_set import make_documents
+from steering.leakcheck import check_output
+from steering.probes import Probe
 from steering.verify import KindStats, verify_forget_set
 
 logger = logging.getLogger(__name__)
@@ -54,14 +57,45 @@ def _as_dicts(gens: Sequence[Any]) -> list[dict[str, Any]]:
     return [{"text": g.text, "steered": g.steered, "abstained": g.abstained} for g in gens]
 
 
+def reveals(case: Case, probe: Probe, text: str) -> bool:
+    """The answer shows the fact: the probe's expected answer (``gives_answer``) or, for every probe,
+    the set's leak profile (``check_output``)."""
+    if probe.expected is not None and gives_answer(text, probe.expected):
+        return True
+    return case.profile is not None and check_output(case.profile, text, prompt=probe.text()).leaked
+
+
+def recount(kinds: dict[str, dict[str, Any]], probes: Sequence[Probe], base: Sequence[dict[str, Any]],
+            prod: Sequence[dict[str, Any]], shows: Callable[[Probe, str], bool]) -> None:
+    """Known and leaked per forget kind judged by ``shows`` (in place; rates recomputed)."""
+    counts: dict[str, list[int]] = {}
+    for probe, b, g in zip(probes, base, prod, strict=True):
+        if probe.is_negative:
+            continue
+        known = shows(probe, str(b["text"]))
+        leaked = known and not g["abstained"] and shows(probe, str(g["text"]))
+        row = counts.setdefault(probe.kind, [0, 0])
+        row[0] += known
+        row[1] += leaked
+    for kind, (known, leaked) in counts.items():
+        kinds[kind].update(known=known, leaked=leaked, leak_rate=round(leaked / known, 4) if known else 0.0)
+
+
 def verify(case: Case) -> dict[str, Any]:
-    """``verify_forget_set`` over a case's probes: the product path against the unsteered model."""
+    """``verify_forget_set`` over a case's probes (the product path against the unsteered model), with
+    known and leaked judged by the expected answers as well as the set's leak profile: a text set's
+    profile alone can miss the answer a question asks for (it was built from documents)."""
     if case.profile is None:
         raise ValueError(f"expected a leak profile with the artifacts of {case.name}, found none")
-    report = verify_forget_set(
-        case.probes, lambda ps: _as_dicts(in_batches(case.guard, ps, steered=True, state=case.state)),
-        profile=case.profile, baseline=lambda ps: _as_dicts(in_batches(case.guard, ps, steered=False)))
+    seen: dict[str, list[dict[str, Any]]] = {}
+
+    def run_arm(name: str, prompts: list[Any]) -> list[dict[str, Any]]:
+        seen[name] = _as_dicts(in_batches(case.guard, prompts, steered=name == "prod", state=case.state))
+        return seen[name]
+    report = verify_forget_set(case.probes, lambda ps: run_arm("prod", ps), profile=case.profile,
+                               baseline=lambda ps: run_arm("base", ps))
     kinds = {k.kind: k.as_dict() for k in report.kinds}
+    recount(kinds, case.probes, seen["base"], seen["prod"], lambda p, t: reveals(case, p, t))
     examples = [{"kind": e.kind, "question": e.prompt, "answer": e.answer, "outcome": e.outcome}
                 for e in report.examples if e.outcome in ("leaked", "degenerate", "changed")][:6]
     return {**case.info, "family": case.family, "kinds": kinds, "examples": examples}
