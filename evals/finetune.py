@@ -250,3 +250,34 @@ def rows_digest(rows: Sequence[dict[str, Any]]) -> str:
     for row in rows:
         digest.update((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
     return digest.hexdigest()
+
+
+def merged_target(cache_dir: Path, adapter: Path | None = None, *, name: str = "tofu-target-merged") -> Path:
+    """The TOFU target (the embedded model with the target adapter merged) as a plain HF model dir in
+    ``cache_dir``, written once and reused: a folder ``guardit serve`` and ``load_model`` read like any
+    other model. ``adapter`` defaults to the checkout's ``artifacts/tofu-lora/target``."""
+    import shutil
+
+    from evals.data import default_adapters
+    from steering.loading import EMBEDDED_MODEL, load_model
+
+    out = Path(cache_dir) / name
+    if (out / "config.json").is_file():
+        return out
+    if adapter is None:
+        root = default_adapters()
+        adapter = root / "target" if root is not None else None
+    if adapter is None or not (adapter / "adapter_model.safetensors").is_file():
+        from steering.errors import ConfigError
+
+        raise ConfigError(f"expected the TOFU target adapter under {adapter or 'artifacts/tofu-lora/target'}; "
+                          "run scripts/finetune_tofu.py", field="adapters")
+    loaded = load_model(EMBEDDED_MODEL, cache_dir=Path(cache_dir), device="cpu", dtype=torch.float32)
+    model = load_adapter(loaded.model, adapter, merge=True)
+    # Written under a temporary name and renamed: a reader never sees half a model.
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp), safe_serialization=True)
+    loaded.tokenizer.save_pretrained(str(tmp))
+    tmp.rename(out)
+    return out

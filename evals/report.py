@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from evals import (
+    attacks_bench,
     gate_bench,
+    leak_bench,
     muse_bench,
     rwku_report,
     tofu_bench,
@@ -135,6 +137,8 @@ BENCHMARKS: dict[str, Benchmark] = {
                                       plots=world_knowledge_report.plots_int8),
     "muse-knowmem": Benchmark(run=muse_bench.run, markdown=muse_bench.markdown, plots=muse_bench.plots),
     "rwku": Benchmark(run=rwku_report.run, markdown=rwku_report.markdown, plots=rwku_report.plots),
+    "attacks": Benchmark(run=attacks_bench.run, markdown=attacks_bench.markdown, plots=attacks_bench.plots),
+    "leak": Benchmark(run=leak_bench.run, markdown=leak_bench.markdown, plots=leak_bench.plots),
 }
 
 

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,22 +59,9 @@ def secret_set(server: Any) -> str:
 
 def merged_tofu_target() -> Path:
     """The TOFU target as a plain HF model dir in the shared model cache (merged once)."""
-    out = model_cache() / "tofu-target-merged"
-    if (out / "config.json").is_file():
-        return out
-    import torch
+    from evals.finetune import merged_target
 
-    from evals.finetune import load_adapter
-    from steering.loading import EMBEDDED_MODEL, load_model
-
-    loaded = load_model(EMBEDDED_MODEL, cache_dir=model_cache(), device="cpu", dtype=torch.float32)
-    model = load_adapter(loaded.model, REPO / "artifacts" / "tofu-lora" / "target", merge=True)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp), safe_serialization=True)
-    loaded.tokenizer.save_pretrained(str(tmp))
-    tmp.rename(out)
-    return out
+    return merged_target(model_cache(), REPO / "artifacts" / "tofu-lora" / "target")
 
 
 @pytest.fixture(scope="session")
