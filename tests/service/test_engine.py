@@ -20,7 +20,7 @@ from service.engine import (
 )
 from service.metrics import GATE_DECISIONS
 from steering import ConfigError, Generation, SamplingParams
-from steering.recheck import late_matches
+from steering.recheck import generate_reviewed, review
 from tests.service import conftest_engine
 
 pytestmark = pytest.mark.integration
@@ -34,8 +34,21 @@ def chat(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
 
 
+#: The decode loop and per-row steering alone, without the answer policy (tested apart below).
+MECHANICS = {"answer_recheck": False, "leak_check": False}
+
+
 @pytest.fixture(scope="module")
 def engine(runtime: Any) -> Iterator[Engine]:
+    eng = Engine(runtime, runtime.settings.model_copy(update=MECHANICS))
+    eng.start()
+    yield eng
+    eng.close(drain_timeout=5)
+
+
+@pytest.fixture(scope="module")
+def policy_engine(runtime: Any) -> Iterator[Engine]:
+    """The engine as the server runs it: answer policy on."""
     eng = Engine(runtime, runtime.settings)
     eng.start()
     yield eng
@@ -186,7 +199,7 @@ def test_revoking_a_forget_set_stops_steering_running_requests_from_the_next_tok
             runtime.registry.revoke(set_id, reason="test", actor="tests")
         return bool(real_sync(**kwargs))
 
-    eng = Engine(runtime, runtime.settings.model_copy(update={"sync_interval_s": 1e-6}))  # sync every step
+    eng = Engine(runtime, runtime.settings.model_copy(update={**MECHANICS, "sync_interval_s": 1e-6}))
     before = runtime.guard.hooks.calls(layer)
     runtime.sync = sync
     try:
@@ -213,31 +226,31 @@ SHAKESPEARE = ["William Shakespeare was an English playwright, poet and actor.",
 
 
 def test_answer_recheck_steers_a_question_that_avoids_the_forgotten_name(
-        runtime: Any, engine: Engine, reference: dict[str, Generation]) -> None:
+        runtime: Any, policy_engine: Engine, reference: dict[str, Generation]) -> None:
     set_id = conftest_engine.register(runtime, "shakespeare", None, alpha=None, documents=SHAKESPEARE)
     question, params = chat("Who wrote Romeo and Juliet?"), SamplingParams(max_new_tokens=24)
-    opened_on_answer = GATE_DECISIONS.labels(result="open_on_answer")
+    opened = [GATE_DECISIONS.labels(result=r) for r in ("open_on_answer", "open_on_leak")]
     try:
         state = runtime.guard.state
         assert not runtime.guard.gate([question], state)[0]  # the prompt alone leaves the gate closed
         base = runtime.guard.generate([question], params, steer=False)[0]
         assert "William Shakespeare" in base.text  # ... and the base model names him
 
-        before = opened_on_answer._value.get()
-        got = run(engine.generate(GenerationRequest(question, params)))
+        before = sum(c._value.get() for c in opened)
+        got = run(policy_engine.generate(GenerationRequest(question, params)))
         assert got.rechecked and got.steered and {m.forget_set_id for m in got.matched} == {set_id}
-        assert opened_on_answer._value.get() == before + 1
-        # The second pass is exactly GUARD-IT steered by what the answer opened, from the first token.
-        forced = runtime.guard.plan([question], state, forced=[got.matched])
-        want = runtime.guard.generate([question], params, plans=forced)[0]
-        assert got.token_ids == want.token_ids
+        assert "Shakespeare" not in got.text
+        assert sum(c._value.get() for c in opened) == before + 1
+        # The engine follows the one answer policy: the library path gives the same answer.
+        want = generate_reviewed(runtime.guard, [question], params, state=state)[0]
+        assert got.token_ids == want.token_ids and got.abstained == want.abstained
         assert got.token_ids != base.token_ids
 
-        steered, unsteered = run(engine.compare(GenerationRequest(question, params)))
+        steered, unsteered = run(policy_engine.compare(GenerationRequest(question, params)))
         assert steered.rechecked and steered.token_ids == got.token_ids
         assert unsteered.token_ids == base.token_ids and not unsteered.rechecked
 
-        off = Engine(runtime, runtime.settings.model_copy(update={"answer_recheck": False, "leak_check": False}))
+        off = Engine(runtime, runtime.settings.model_copy(update=MECHANICS))
         try:
             plain = run(off.generate(GenerationRequest(question, params)))
         finally:
@@ -245,16 +258,16 @@ def test_answer_recheck_steers_a_question_that_avoids_the_forgotten_name(
         assert plain.token_ids == base.token_ids and not plain.steered and not plain.rechecked
 
         # A question whose answer names nothing forgotten keeps the base model's answer bit for bit.
-        france = run(engine.generate(GenerationRequest(chat(CLOSED[0]), GREEDY)))
+        france = run(policy_engine.generate(GenerationRequest(chat(CLOSED[0]), GREEDY)))
         assert france.token_ids == reference[CLOSED[0]].token_ids and not france.rechecked
-        assert opened_on_answer._value.get() == before + 2  # the compare's steered arm, not France
+        assert sum(c._value.get() for c in opened) == before + 2  # the compare's steered arm, not France
     finally:
         runtime.registry.revoke(set_id, reason="test", actor="tests")
         runtime.sync()
 
 
 def test_a_stream_sends_nothing_unchecked_and_restarts_steered_from_what_was_sent(
-        runtime: Any, engine: Engine) -> None:
+        runtime: Any, policy_engine: Engine) -> None:
     set_id = conftest_engine.register(runtime, "shakespeare-stream", None, alpha=None, documents=SHAKESPEARE)
     question, params = chat("Who wrote Romeo and Juliet?"), SamplingParams(max_new_tokens=24)
     guard = runtime.guard
@@ -263,7 +276,8 @@ def test_a_stream_sends_nothing_unchecked_and_restarts_steered_from_what_was_sen
         base = guard.generate([question], params, steer=False)[0]
 
         async def collect() -> list[Any]:
-            return [event async for event in await engine.open_stream(GenerationRequest(question, params))]
+            req = GenerationRequest(question, params)
+            return [event async for event in await policy_engine.open_stream(req)]
 
         events = run(collect())
         gate, final = events[0], events[-1]
@@ -272,17 +286,17 @@ def test_a_stream_sends_nothing_unchecked_and_restarts_steered_from_what_was_sen
         assert {m.forget_set_id for m in final.matched} == {set_id}
         sent = "".join(e for e in events if isinstance(e, str))
         assert sent == final.text and "Shakespeare" not in sent
-        # Held back stream_holdback_tokens at a time: the first check whose text names him opens the
-        # gate, and the row starts again, steered, after the text of the checks before it.
+        # Held back stream_holdback_tokens at a time: the first check the policy does not accept
+        # makes the row start again, steered, after the text of the checks before it.
         every = runtime.settings.stream_holdback_tokens
-        opened_at = next(n for n in range(every, len(base.token_ids) + every, every) if late_matches(
-            guard, [question], [guard.tokenizer.decode(base.token_ids[:n], skip_special_tokens=True)], state)[0])
+        opened_at = next(n for n in range(every, len(base.token_ids) + every, every) if review(
+            guard, state, question, guard.tokenizer.decode(base.token_ids[:n], skip_special_tokens=True),
+            steered=False, final=n >= len(base.token_ids)).action != "accept")
         kept = opened_at - every
-        assert final.token_ids[:kept] == base.token_ids[:kept]
-        assert final.token_ids != base.token_ids
-        if kept == 0:  # nothing had passed: the steered answer from its first token
-            forced = guard.plan([question], state, forced=[final.matched])
-            assert final.token_ids == guard.generate([question], params, plans=forced)[0].token_ids
+        if final.abstained:
+            assert final.text == runtime.settings.abstain_text or kept > 0
+        else:
+            assert final.token_ids[:kept] == base.token_ids[:kept] and final.token_ids != base.token_ids
     finally:
         runtime.registry.revoke(set_id, reason="test", actor="tests")
         runtime.sync()
