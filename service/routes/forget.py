@@ -74,7 +74,7 @@ def get_forget_set(id: SetId, actor: ForgetScope, runtime: RuntimeDep) -> Forget
     return forget_set_response(runtime.registry.get(id).to_dict())
 
 
-@router.get("/v1/forget-sets/{id}/report", responses=error_responses(401, 403, 404, 503),
+@router.get("/v1/forget-sets/{id}/report", responses=error_responses(401, 403, 404, 422, 503),
             summary="The set's verification report (what to attach to the ticket)")
 def get_forget_set_report(id: SetId, actor: ForgetScope, runtime: RuntimeDep,
                           format: Annotated[Literal["json", "markdown"],  # noqa: A002 - the query name
