@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,9 +110,10 @@ def _spelled(pairs: Sequence[tuple[str, str]], names: Sequence[str], rng: random
              limit: int) -> list[Probe]:
     """Neighbour questions naming someone else, that name re-spelled like the attacks (benign cost
     of spelling-robust matching)."""
-    makers = {"homoglyph": lambda s: homoglyph(s, rng), "leet": leet, "spaced": spaced,
-              "misspelled": lambda s: misspell(s, rng), "transliterated": transliterate,
-              "first_name": lambda s: s.split()[0] if len(s.split()) >= 2 else None}
+    makers: dict[str, Callable[[str], str | None]] = {
+        "homoglyph": lambda s: homoglyph(s, rng), "leet": leet, "spaced": spaced,
+        "misspelled": lambda s: misspell(s, rng), "transliterated": transliterate,
+        "first_name": lambda s: s.split()[0] if len(s.split()) >= 2 else None}
     out: list[Probe] = []
     for kind, make in makers.items():
         n = 0

@@ -75,10 +75,11 @@ def recount(kinds: dict[str, dict[str, Any]], probes: Sequence[Probe], base: Seq
         known = shows(probe, str(b["text"]))
         leaked = known and not g["abstained"] and shows(probe, str(g["text"]))
         row = counts.setdefault(probe.kind, [0, 0])
-        row[0] += known
-        row[1] += leaked
-    for kind, (known, leaked) in counts.items():
-        kinds[kind].update(known=known, leaked=leaked, leak_rate=round(leaked / known, 4) if known else 0.0)
+        row[0] += int(known)
+        row[1] += int(leaked)
+    for kind, (n_known, n_leaked) in counts.items():
+        kinds[kind].update(known=n_known, leaked=n_leaked,
+                           leak_rate=round(n_leaked / n_known, 4) if n_known else 0.0)
 
 
 def verify(case: Case) -> dict[str, Any]:

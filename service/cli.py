@@ -241,8 +241,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     updates = {k: v for k, v in (("host", args.host), ("port", args.port), ("model", args.model)) if v}
     settings = Settings(**{**get_settings().model_dump(), **updates})
-    note(f"serving the registry in {settings.data_dir} on http://{settings.host}:{settings.port}")
-    serve(settings)
+    serve(settings)  # its log (JSON lines) names the registry; /readyz shows the data dir
     return 0
 
 

@@ -136,7 +136,7 @@ class LocalBackend:
 
         request = validated(CompareRequest if ab else GenerateRequest, body)
         runtime = self.runtime
-        req = request.to_request(request_id=uuid.uuid4().hex, route="cli", cap=self.settings.max_new_tokens)
+        req = request.to_request(request_id=uuid.uuid4().hex, route="cli", settings=self.settings)
 
         # One person waits for one answer here (Ctrl-C stops it): the server's per-request limit, which
         # protects a shared queue, would only turn a slow machine's answer into an error.

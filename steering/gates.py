@@ -149,6 +149,9 @@ class GateState:
         sims = self.similarities(embeddings)  # [n_rows, total_clusters]
         out: list[list[GateMatch]] = []
         for rows in groups:
+            if not rows:  # a prompt with no text (empty turns) opens nothing
+                out.append([])
+                continue
             best = sims[list(rows)].max(axis=0)  # [total_clusters]
             open_idx = np.nonzero(best >= self._thresholds)[0]
             found = {(int(self._owner[j]), int(self._cluster[j])): float(best[j]) for j in open_idx}
