@@ -14,7 +14,7 @@ from pathlib import Path
 
 from steering import read_forget_file
 from steering.errors import ForgetSetError
-from steering.forget_set import ForgetDocuments, make_documents
+from steering.forget_set import ForgetDocuments, is_jsonl, make_documents, text_lines
 
 JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json"})
 TEXT_SUFFIXES = frozenset({".txt", ".text"})
@@ -103,12 +103,8 @@ def read_prompts(path: Path) -> list[str]:
     Raises:
         ForgetSetError: an unreadable file or a malformed line (``field="file"``).
     """
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ForgetSetError(f"expected a readable UTF-8 file at {path}, found: {exc}", field="file") from exc
-    lines = [(n, line) for n, line in enumerate(raw.splitlines(), start=1) if line.strip()]
-    if path.suffix.lower() not in {".jsonl", ".json", ".ndjson"}:
+    lines = text_lines(path)
+    if not is_jsonl(path):
         return [line.strip() for _, line in lines]
     prompts = []
     for n, line in lines:

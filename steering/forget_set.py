@@ -97,18 +97,29 @@ def _check_text(value: Any, field: str, max_chars: int) -> str:
     return text
 
 
+def text_lines(path: Path) -> list[tuple[int, str]]:
+    """The non-blank lines of a UTF-8 file with their 1-based numbers (``ForgetSetError`` naming
+    ``file`` when it cannot be read)."""
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ForgetSetError(f"expected a readable UTF-8 file at {path}, found: {exc}", field="file") from exc
+    return [(n, line) for n, line in enumerate(raw.splitlines(), start=1) if line.strip()]
+
+
+def is_jsonl(path: Path) -> bool:
+    """Whether a file is read as JSON lines (by its extension)."""
+    return path.suffix.lower() in {".jsonl", ".json", ".ndjson"}
+
+
 def read_forget_file(path: Path, *, max_documents: int = 5000) -> ForgetDocuments:
     """Read a forget FILE: JSONL of ``{"text"}`` or ``{"question", "answer"}``; ``.txt`` one per line.
 
     Raises:
         ForgetSetError: unreadable file, malformed line (named by its 1-based number), mixed kinds.
     """
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ForgetSetError(f"expected a readable UTF-8 file at {path}, found: {exc}", field="file") from exc
-    lines = [(n, line) for n, line in enumerate(raw.splitlines(), start=1) if line.strip()]
-    if path.suffix.lower() not in {".jsonl", ".json", ".ndjson"}:
+    lines = text_lines(path)
+    if not is_jsonl(path):
         return make_documents([line for _, line in lines], max_documents=max_documents)
     texts: list[str] = []
     pairs: list[tuple[str, str]] = []
