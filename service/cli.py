@@ -373,8 +373,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``guardit`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command != "serve":
-        _quiet_libraries()
+    # Also for serve: its log is JSON lines (configure_logging replaces the handler set here), and a
+    # library's progress bar on stderr would break them.
+    _quiet_libraries()
     try:
         if args.command not in {"serve", "eval"}:
             note(f"using {where(_settings(args))}")
