@@ -89,7 +89,8 @@ def test_forget_add_builds_and_the_set_steers_generation_until_revoked(data_dir:
     _, revoked = guardit(data_dir, "forget", "revoke", record["id"], "--reason", "withdrawn")
     assert revoked["status"] == "revoked"
     _, after = guardit(data_dir, "generate", "--max-new-tokens", "40", QUESTION)
-    assert after["guardit"] == {"steered": False, "matched": [], "rechecked": False}
+    assert after["guardit"] == {"steered": False, "matched": [], "rechecked": False, "abstained": False,
+                                "abstain_reason": None}
     assert after["text"] == ab["unsteered"]["text"]
 
 
