@@ -270,14 +270,17 @@ def test_local_generation_goes_through_the_servers_engine(server: Any) -> None:
                              "requested_by": "tests", "alpha": 0.5})
     server.wait_status(fs_id)
     body = {"prompt": TORTOISE, "max_new_tokens": 12}
-    served = server.request("POST", "/v1/generate", "generate", json=body).json()
+    # An admin key sees the gate's decision, as the local CLI (the registry's owner) does.
+    served = server.request("POST", "/v1/generate", "admin", json=body).json()
     local = run_cli("generate", "--max-new-tokens", "12", "--json", TORTOISE,
                     env={"GUARDIT_DATA_DIR": str(server.data_dir)})  # the server's registry, no GUARDIT_URL
     assert local.returncode == 0, local.stderr
     assert f"using local registry in {server.data_dir}" in local.stderr
     assert json.loads(local.stdout) == served and served["guardit"]["steered"] is True
-    via_server = remote(server, "generate", "generate", "--max-new-tokens", "12", "--json", TORTOISE)
+    via_server = remote(server, "admin", "generate", "--max-new-tokens", "12", "--json", TORTOISE)
     assert json.loads(via_server.stdout) == served
+    hidden = remote(server, "generate", "generate", "--max-new-tokens", "12", "--json", TORTOISE)
+    assert json.loads(hidden.stdout) == {k: v for k, v in served.items() if k != "guardit"}
     server.revoke(fs_id)
 
 
