@@ -105,7 +105,7 @@ class Engine:
             if self._thread is not None:
                 return
             guard = self.runtime.guard
-            # NOTE(helperA): a private tokenizer copy: fast tokenizers are not safe to share with the
+            # A private tokenizer copy: fast tokenizers are not safe to share with the
             # forget-set builder thread, which pads (mutates) the runtime's tokenizer.
             self._tok = copy.deepcopy(guard.tokenizer)
             self._eos = eos_ids(self._tok)
