@@ -42,8 +42,9 @@ class Settings(BaseSettings):
     calibrate_alpha: bool = Field(
         True, description="choose alpha per QA forget set at build time (smallest that removes the known answers)")
     answer_recheck: bool = Field(
-        True, description="when the prompt leaves the gate closed, gate the prompt plus the answer and, if "
-        "that opens, answer again steered (streams: steer from there on); catches questions avoiding the name")
+        True, description="when the prompt leaves the gate closed, gate the prompt plus the answer and the "
+        "answer alone and, if that opens, answer again steered (streams: from the text already sent); "
+        "catches questions avoiding the name")
     leak_check: bool = Field(
         True, description="check every answer for a forget set's content before it leaves: steer again, "
         "then harder, then abstain (steering.recheck)")
