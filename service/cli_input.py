@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 
 from steering import read_forget_file
 from steering.errors import ForgetSetError
-from steering.forget_set import ForgetDocuments, is_jsonl, make_documents, text_lines
+from steering.forget_set import ForgetDocuments, is_jsonl, json_lines, make_documents, text_lines
 
 JSONL_SUFFIXES = frozenset({".jsonl", ".ndjson", ".json"})
 TEXT_SUFFIXES = frozenset({".txt", ".text"})
@@ -107,12 +106,7 @@ def read_prompts(path: Path) -> list[str]:
     if not is_jsonl(path):
         return [line.strip() for _, line in lines]
     prompts = []
-    for n, line in lines:
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ForgetSetError(f"{path.name} line {n}: expected a JSON object, found invalid JSON "
-                                 f"({exc.msg})", field="file") from exc
+    for n, obj in json_lines(path, lines):
         text = obj.get("prompt", obj.get("question")) if isinstance(obj, dict) else None
         if not isinstance(text, str) or not text.strip():
             raise ForgetSetError(f"{path.name} line {n}: expected a string 'prompt' or 'question' field",

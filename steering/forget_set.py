@@ -107,6 +107,18 @@ def text_lines(path: Path) -> list[tuple[int, str]]:
     return [(n, line) for n, line in enumerate(raw.splitlines(), start=1) if line.strip()]
 
 
+def json_lines(path: Path, lines: list[tuple[int, str]]) -> list[tuple[int, Any]]:
+    """Each numbered line parsed as JSON (``ForgetSetError`` naming ``file`` and the line if not)."""
+    out = []
+    for n, line in lines:
+        try:
+            out.append((n, json.loads(line)))
+        except json.JSONDecodeError as exc:
+            raise ForgetSetError(f"{path.name} line {n}: expected a JSON object, found invalid JSON "
+                                 f"({exc.msg})", field="file") from exc
+    return out
+
+
 def is_jsonl(path: Path) -> bool:
     """Whether a file is read as JSON lines (by its extension)."""
     return path.suffix.lower() in {".jsonl", ".json", ".ndjson"}
@@ -123,12 +135,7 @@ def read_forget_file(path: Path, *, max_documents: int = 5000) -> ForgetDocument
         return make_documents([line for _, line in lines], max_documents=max_documents)
     texts: list[str] = []
     pairs: list[tuple[str, str]] = []
-    for n, line in lines:
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ForgetSetError(f"{path.name} line {n}: expected a JSON object, found invalid JSON "
-                                 f"({exc.msg})", field="file") from exc
+    for n, obj in json_lines(path, lines):
         if isinstance(obj, dict) and isinstance(obj.get("text"), str):
             texts.append(obj["text"])
         elif isinstance(obj, dict) and isinstance(obj.get("question"), str) and isinstance(obj.get("answer"), str):
