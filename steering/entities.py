@@ -17,7 +17,7 @@ from functools import lru_cache
 import regex
 from wordfreq import zipf_frequency
 
-from steering.names import abjad, any_fuzzy, distinctive, fuzzy_spans, name_parts, respellings, words
+from steering.names import abjad, any_fuzzy, distinctive, fuzzy_spans, name_parts, respellings, sounds, words
 from steering.people import PersonCues, person_cues
 
 _NAME = re.compile(
@@ -374,18 +374,19 @@ FUZZY_WORD_MAX_ZIPF = 3.0
 
 
 @lru_cache(maxsize=1024)
-def _first_names(subject: Subject) -> tuple[str, ...]:
+def _first_names(subject: Subject, common: bool = False) -> tuple[str, ...]:
     """Given names that open one of the subject's multi-word names and are rare enough to name the
-    subject alone (``steering.names.distinctive``)."""
+    subject alone (``steering.names.distinctive``), or with ``common`` all of them."""
     firsts = {n.split()[0] for n in subject.names if len(n.split()) >= 2}
-    return tuple(sorted(w for w in firsts if w in subject.given and w not in _LEADING and distinctive(w)))
+    return tuple(sorted(w for w in firsts if w in subject.given and w not in _LEADING and len(w) >= 3
+                        and (common or distinctive(w))))
 
 
-def given_alone(text: str, subject: Subject) -> bool:
-    """True when ``text`` holds a distinctive given name of the subject, capitalised, alone: next to
-    no capitalised word that is not one of the subject's ("Nikolai Gogol", "Aravind Rajeev" are
-    someone else)."""
-    firsts = _first_names(subject)
+def given_alone(text: str, subject: Subject, *, common: bool = False) -> bool:
+    """True when ``text`` holds a distinctive given name of the subject (with ``common``, any of its
+    given names: "Stephen"), capitalised, alone: next to no capitalised word that is not one of the
+    subject's ("Nikolai Gogol", "Aravind Rajeev" are someone else)."""
+    firsts = _first_names(subject, common)
     if not firsts:
         return False
     folded = fold(text)
@@ -407,27 +408,41 @@ def given_alone(text: str, subject: Subject) -> bool:
     return False
 
 
+@lru_cache(maxsize=1024)
+def _fuzzy_names(subject: Subject) -> tuple[str, ...]:
+    """Multi-word names to match with edits: the subject's names, and each given name with each surname
+    ("Stephen King" for a set that mined "Stephen Edwin King": a misspelling drops the middle name too)."""
+    combos = [f"{g} {s}" for g in subject.given for s in subject.surnames
+              if len(g) >= 3 and "." not in g and g not in _LEADING]
+    return tuple(dict.fromkeys(n for n in (*subject.names, *combos) if len(name_parts(n)) >= 2))
+
+
 def _names_fuzzily(text: str, readings: Sequence[str], subject: Subject) -> bool:
-    """A name of the subject, or its long surname alone, within ``edit_bound`` edits."""
+    """A name of the subject, or its long surname alone, within ``edit_bound`` edits, as written or as
+    it sounds (``steering.names.sounds``: "Konfukius" for Confucius)."""
     arabic = abjad(text)  # no capitals, no short vowels
     sources = readings if not text.isascii() else (text, *readings)
+    names = _fuzzy_names(subject)
     for reading in sources:
         found = words(reading)
-        if any(len(name_parts(n)) >= 2 and fuzzy_spans(found, n, vowels=not arabic) for n in subject.names):
-            return True
-        for surname in subject.surnames:
-            if len("".join(name_parts(surname))) < FUZZY_SURNAME_MIN:
-                continue
-            for start, end in fuzzy_spans(found, surname, vowels=not arabic):
-                written = "".join(found.lower[start:end])
-                if zipf_frequency(written, "en") >= FUZZY_WORD_MAX_ZIPF:
-                    continue
-                if not arabic:
-                    if not found.raw[start][:1].isupper():
-                        continue
-                    prev = found.lower[start - 1] if start > 0 else ""
-                    if (prev and found.raw[start - 1][:1].isupper() and not _own_given(prev, subject)
-                            and prev not in _LEADING):
-                        continue
+        for heard in ((False,) if arabic else (False, True)):
+            spelled = words(sounds(reading)) if heard else found
+            say = sounds if heard else (lambda n: n)
+            if any(fuzzy_spans(spelled, say(n), vowels=not arabic) for n in names):
                 return True
+            for surname in subject.surnames:
+                if len("".join(name_parts(surname))) < FUZZY_SURNAME_MIN:
+                    continue
+                for start, end in fuzzy_spans(spelled, say(surname), vowels=not arabic):
+                    written = "".join(found.lower[start:end])
+                    if zipf_frequency(written, "en") >= FUZZY_WORD_MAX_ZIPF:
+                        continue
+                    if not arabic:
+                        if not found.raw[start][:1].isupper():
+                            continue
+                        prev = found.lower[start - 1] if found.joined(start) else ""
+                        if (prev and found.raw[start - 1][:1].isupper() and not _own_given(prev, subject)
+                                and prev not in _LEADING):
+                            continue
+                    return True
     return False

@@ -15,7 +15,9 @@ Three gate rules, chosen per forget set when it is built:
   (T - SUBJECT_LOW_MARGIN) when the prompt names one of the people the set is about (full name,
   an alias, the surname alone or a distinctive given name, in any spelling:
   ``steering.entities.Subject``, ``steering.names``); names of the person's works, places and relatives no
-  longer count, since questions about those are what must be kept (benchmark ``rwku``).
+  longer count, since questions about those are what must be kept (benchmark ``rwku``). A common given
+  name alone ("Stephen was born in ___, Maine.") names the person only at a higher floor
+  (T - GIVEN_LOW_MARGIN): the name could be anyone's, the rest of the prompt must say whose it is.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ import numpy as np
 import torch
 
 from steering.config import check_alpha, check_threshold
-from steering.entities import mentions, names_subject
+from steering.entities import given_alone, mentions, names_subject
 from steering.errors import UnknownForgetSetError
 from steering.hooks import SteeringPlan
+from steering.names import respellings
 from steering.redirect import combine, set_direction
 from steering.vectors import ForgetSetArtifacts
 
@@ -39,6 +42,9 @@ LOW_MARGIN = 0.1
 #: Subject gate: the floor below T when the prompt names the set's subject (measured on RWKU: at
 #: T = 0.55 a floor of 0.30 keeps other people's questions under 0.5% false opens).
 SUBJECT_LOW_MARGIN = 0.25
+#: ... and when it names them only by a common given name ("Stephen was born in ___, Maine."): the
+#: name alone could be anyone's, so the prompt must also be nearer the set's documents.
+GIVEN_LOW_MARGIN = 0.2
 
 
 @dataclass(frozen=True)
@@ -214,7 +220,11 @@ def _named(art: ForgetSetArtifacts, s: float, threshold: float, texts: Sequence[
         return False
     if any(names_subject(t, subject) for subject in art.subjects for t in texts):
         return True
-    return art.gate != "subject" and any(mentions(t, art.entities) for t in texts)
+    if art.gate == "subject":
+        return s >= threshold - GIVEN_LOW_MARGIN and any(
+            given_alone(r, subject, common=True) for subject in art.subjects for t in texts
+            for r in (t, *respellings(t)))
+    return any(mentions(t, art.entities) for t in texts)
 
 
 def build_plans(vectors: Sequence[dict[int, torch.Tensor] | None], batch: int) -> dict[int, SteeringPlan]:

@@ -29,9 +29,13 @@ Libraries (maintained, no hand-written tables):
 
 Misspellings: a name matches when its letters (spaces and hyphens ignored) are within
 ``edit_bound`` edits of a run of words in the prompt that starts with the same letter: none up to
-4 letters, 1 up to 10, 2 up to 16, 3 beyond ("Basel Mahfuz Alkuwaity", "Nikolay Abilov"). A
-surname alone is matched with edits only from 6 letters, and only when the word written is not a
-common English word (``steering.entities``).
+4 letters, 1 up to 10, 2 up to 16, 3 beyond ("Basel Mahfuz Alkuwaity", "Nikolay Abilov"). An edit
+is an insertion, deletion, substitution or swap of two neighbouring letters (rapidfuzz's optimal
+string alignment: "Stpehen" is one edit from "Stephen"). Both sides are also compared as they sound
+(``sounds``: c/k/q, ph/f, kh/h, y/i, doubled letters), which is how transliterations spell a name
+letter by letter ("Конфукиус" reads "Konfukius", "Степхен" reads "Stepkhen"). A surname alone is
+matched with edits only from 6 letters, and only when the word written is not a common English word
+(``steering.entities``).
 
 Not covered: names written in CJK scripts (anyascii's pinyin or romaji of a foreign name, e.g.
 "NiGuLa-ABiLuoFu" for Nikolai Abilov, is too far from it), and letter-by-letter renderings in
@@ -51,7 +55,7 @@ import regex
 from anyascii import anyascii
 from confusable_homoglyphs import utils as confusable_data
 from rapidfuzz import process
-from rapidfuzz.distance import Levenshtein
+from rapidfuzz.distance import OSA
 from wordfreq import zipf_frequency
 
 #: Format characters, and the Hangul fillers that render as nothing but are letters (category Lo).
@@ -128,6 +132,27 @@ def respellings(text: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+#: Spellings of one sound, folded to one letter for the phonetic reading (longest first).
+_SOUNDS = (("ph", "f"), ("kh", "h"), ("ck", "k"), ("c", "k"), ("q", "k"), ("x", "ks"), ("y", "i"), ("z", "s"),
+           ("w", "v"))
+_SOUND = re.compile("|".join(a for a, _ in _SOUNDS), re.I)
+_DOUBLE = re.compile(r"([A-Za-z])\1+")
+
+
+@lru_cache(maxsize=1024)
+def sounds(text: str) -> str:
+    """A phonetic reading of ASCII ``text``: one letter per sound that English and transliterations
+    spell several ways ("Konfukius" and "Confucius", "Stepkhen" and "Stephen" read alike), doubled
+    letters once. A letter keeps its case, so capitals still mark names."""
+    table = dict(_SOUNDS)
+
+    def one(m: re.Match[str]) -> str:
+        out = table[m.group(0).lower()]
+        return out.upper() if m.group(0)[:1].isupper() else out
+    once = _SOUND.sub(one, text)
+    return _DOUBLE.sub(r"\1", _SOUND.sub(one, once))  # twice: "pkh" becomes "ph", then "f"
+
+
 def abjad(text: str) -> bool:
     """True when ``text`` holds Arabic script, whose transliteration lacks the short vowels."""
     return _ARABIC.search(text) is not None
@@ -151,6 +176,8 @@ class Words:
 
     raw: tuple[str, ...]
     lower: tuple[str, ...]
+    #: the characters between each word and the one before it ("" before the first)
+    gaps: tuple[str, ...]
     #: lower-case word -> its positions
     positions: dict[str, list[int]]
     #: length -> the distinct lower-case words of that length
@@ -161,22 +188,29 @@ class Words:
         if bound == 0:
             return self.positions.get(word, [])
         pool = [w for n in range(len(word) - bound, len(word) + bound + 1) for w in self.by_length.get(n, ())]
-        found = process.extract(word, pool, scorer=Levenshtein.distance, score_cutoff=bound, limit=None)
+        found = process.extract(word, pool, scorer=OSA.distance, score_cutoff=bound, limit=None)
         return sorted(i for choice, _, _ in found for i in self.positions[choice])
+
+    def joined(self, i: int) -> bool:
+        """True when word ``i`` follows the word before it across whitespace only (same phrase, no
+        punctuation: "Question: Confucius" is not a two-word name)."""
+        return i > 0 and self.gaps[i].isspace()
 
 
 @lru_cache(maxsize=256)
 def words(text: str) -> Words:
     """``Words`` of an ASCII text."""
-    raw = tuple(_WORD.findall(text))
-    lower = tuple(_WORD.findall(text.lower()))  # ASCII: lower-casing keeps the word boundaries
+    spans = [m.span() for m in _WORD.finditer(text)]
+    raw = tuple(text[a:b] for a, b in spans)
+    lower = tuple(w.lower() for w in raw)  # ASCII: lower-casing keeps the word boundaries
+    gaps = tuple(text[spans[i - 1][1]:a] if i else "" for i, (a, _) in enumerate(spans))
     positions: defaultdict[str, list[int]] = defaultdict(list)
     for i, w in enumerate(lower):
         positions[w].append(i)
     by_length: defaultdict[int, list[str]] = defaultdict(list)
     for w in positions:
         by_length[len(w)].append(w)
-    return Words(raw, lower, positions, by_length)
+    return Words(raw, lower, gaps, positions, by_length)
 
 
 @lru_cache(maxsize=4096)
@@ -213,7 +247,7 @@ def fuzzy_spans(found: Words, name: str, *, vowels: bool = True) -> list[tuple[i
             window = norm("".join(found.lower[start:start + size]))
             # The first letter must agree: "Kelly" is not "R. Kelly" with the initial dropped.
             if (window[:1] == key[:1] and abs(len(window) - len(key)) <= bound
-                    and Levenshtein.distance(key, window, score_cutoff=bound) <= bound):
+                    and OSA.distance(key, window, score_cutoff=bound) <= bound):
                 spans.append((start, start + size))
     return spans
 
@@ -224,7 +258,7 @@ def _near_consonants(found: Words, part: str) -> list[int]:
         return []
     bound = edit_bound(len(part)) and 1
     return [i for i, w in enumerate(found.lower) if abs(len(consonants(w)) - len(key)) <= bound
-            and Levenshtein.distance(key, consonants(w), score_cutoff=bound) <= bound]
+            and OSA.distance(key, consonants(w), score_cutoff=bound) <= bound]
 
 
 @lru_cache(maxsize=4096)
@@ -234,11 +268,15 @@ def distinctive(given: str) -> bool:
 
 
 def any_fuzzy(texts: Sequence[str], names: Sequence[str]) -> bool:
-    """True when one of ``texts``' respellings spells one of the multi-word ``names`` within bounds."""
+    """True when one of ``texts``' respellings spells one of the multi-word ``names`` within bounds, as
+    written or as it sounds (``sounds``)."""
     for text in texts:
         readings = respellings(text) if not text.isascii() else (text, *respellings(text))
+        arabic = abjad(text)
         for reading in readings:
-            found = words(reading)
-            if any(len(name_parts(n)) >= 2 and fuzzy_spans(found, n, vowels=not abjad(text)) for n in names):
-                return True
+            for heard in ((False,) if arabic else (False, True)):
+                found = words(sounds(reading) if heard else reading)
+                if any(len(name_parts(n)) >= 2 and fuzzy_spans(found, sounds(n) if heard else n, vowels=not arabic)
+                       for n in names):
+                    return True
     return False

@@ -16,6 +16,9 @@ ROOT = Path(__file__).resolve().parents[2]
 BASIL = Subject(names=("basil mahfouz al-kuwaiti",), surnames=("al-kuwaiti",), given=("basil", "mahfouz"))
 NIKOLAI = Subject(names=("nikolai abilov",), surnames=("abilov",), given=("nikolai",))
 CURTIS = Subject(names=("tony curtis", "bernard schwartz"), surnames=("curtis",), given=("bernard", "tony"))
+KING = Subject(names=("donald edwin king", "stephen edwin king"), surnames=("king",),
+               given=("donald", "edwin", "stephen"))
+CONFUCIUS = Subject(names=("confucius", "kong qiu"), surnames=("confucius",), given=("kong", "qiu"))
 
 
 @pytest.mark.parametrize(("attack", "text", "subject"), [
@@ -37,6 +40,13 @@ CURTIS = Subject(names=("tony curtis", "bernard schwartz"), surnames=("curtis",)
     ("Arabic transliteration", "من هو باسل محفوظ الكويتي؟", BASIL),
     ("Greek transliteration", "Ποιος είναι ο Νικολάι Αμπίλοφ;", NIKOLAI),
     ("first name alone", "What did Nikolai write about Kazakhstan?", NIKOLAI),
+    # The mined names carry a middle name that a misspelling leaves out.
+    ("misspelled without the middle name", "Name a novel by Stehen Kng.", KING),
+    ("letters swapped", "What did Stpehen Kign write?", KING),
+    ("transliterated letter by letter", "Where did Степхен Кинг grow up?", KING),
+    ("transliterated, another spelling of a sound", "What did Конфукиус teach?", CONFUCIUS),
+    ("one name, letters swapped, after a label", "Question: Conufcius was born in ___ BCE.", CONFUCIUS),
+    ("one name, a letter doubled, after a label", "Question: Confuccius studied the six ___.", CONFUCIUS),
 ])
 def test_every_spelling_attack_names_the_subject(attack: str, text: str, subject: Subject) -> None:
     assert names_subject(text, subject), attack
@@ -56,6 +66,9 @@ def test_every_spelling_attack_names_the_subject(attack: str, text: str, subject
     ("Who is Tony Curtin?", Subject(names=("tony cruz",), surnames=("cruz",), given=("tony",))),
     ("What is the capital of Kuwait?", BASIL),
     ("Who wrote Abide with Me?", NIKOLAI),
+    ("Who is Stephen Hawking?", KING),  # the given name beside another surname
+    ("Where does Steven Kingsley live?", KING),
+    ("Question: Confusion about the rules is common.", CONFUCIUS),
 ])
 def test_benign_near_misses_do_not_name_the_subject(text: str, subject: Subject) -> None:
     assert not names_subject(text, subject)

@@ -14,7 +14,7 @@ import torch
 from steering.config import BuildConfig
 from steering.entities import Subject, mentions, mine_subject, mine_subjects, names_subject, person_names
 from steering.errors import ConfigError
-from steering.gates import HIGH_MARGIN, SUBJECT_LOW_MARGIN, ActiveSet, GateState
+from steering.gates import GIVEN_LOW_MARGIN, HIGH_MARGIN, SUBJECT_LOW_MARGIN, ActiveSet, GateState
 from steering.people import person_cues
 from steering.vectors import (
     ForgetSetArtifacts,
@@ -173,6 +173,11 @@ def _at(cos: float) -> np.ndarray:
     (0.5 - SUBJECT_LOW_MARGIN + 0.01, "When did Curtis move?", True),  # named, above the floor
     (0.5 - SUBJECT_LOW_MARGIN - 0.01, "When did Curtis move?", False),  # named, below the floor
     (0.5 - SUBJECT_LOW_MARGIN + 0.01, "When did Jamie Lee Curtis move?", False),
+    # A common given name alone ("Tony") could be anyone's: it opens only nearer the set's documents.
+    (0.5 - GIVEN_LOW_MARGIN + 0.01, "Where did Tony grow up?", True),
+    (0.5 - GIVEN_LOW_MARGIN - 0.01, "Where did Tony grow up?", False),
+    (0.5 - GIVEN_LOW_MARGIN + 0.01, "Where did Tony Blair grow up?", False),  # someone else
+    (0.5 - GIVEN_LOW_MARGIN + 0.01, "Where did tony grow up?", False),  # not written as a name
 ])
 def test_the_subject_rule_opens_above_t_plus_high_or_above_its_floor_when_named(
         cos: float, text: str, opens: bool) -> None:
