@@ -14,8 +14,14 @@ An answer leaks a unit when it adds (says, the prompt did not) facts of that uni
   naming the subject, is a leak. A subject's name alone is not (a neighbour answer may mention it).
 - QA answers of any length: the answer's content words (question words left out), weighted by
   rarity, recalled at >= 0.6 and worth >= 1.0 (a reworded long answer).
+- QA answers longer than eight words: ROUGE-L recall >= 0.5 of the answer's opening words, with two
+  or more content words the prompt did not give (a retold answer), when the set's subject is named
+  in the prompt or the answer, or the gate opened the set for the prompt.
 - optionally the answer's embedding close to a unit's (>= ``embed_threshold``), and closer than
   the prompt's: counts as one weak item.
+- ``about`` (the gate opened the set for this prompt, under any spelling of the name): any fact of
+  the set but its subjects' names that the answer adds is a leak (the prompt asked about the set;
+  no neighbour question reaches this).
 Facts that only appear in the prompt never count as said by the answer. Verdict evidence quotes
 forget-set facts: never log it above DEBUG.
 """
@@ -177,8 +183,16 @@ def _overlap(unit: LeakUnit, out_words: set[str], prompt_words: set[str]) -> tup
     return (sum(hits) / total if total else 0.0), sum(hits), len(hits)
 
 
+#: A QA answer longer than this many words is also compared as a word sequence (ROUGE-L recall).
+SEQUENCE_MIN_WORDS = 8
+#: ROUGE-L recall against the answer's opening words from which an answer retells it ...
+SEQUENCE_RECALL = 0.5
+#: ... when the common subsequence holds at least this many content words the prompt did not give.
+SEQUENCE_NEW_WORDS = 2
+
+
 def check_output(profile: LeakProfile, answer: str, *, prompt: str | None = None,
-                 embed: EmbedFn | None = None) -> LeakVerdict:
+                 embed: EmbedFn | None = None, about: bool = False) -> LeakVerdict:
     """Does ``answer`` reveal the forget set of ``profile``?
 
     Args:
@@ -186,11 +200,16 @@ def check_output(profile: LeakProfile, answer: str, *, prompt: str | None = None
         answer: the generated text.
         prompt: everything the user sent (flattened chat); facts in it are not the answer's.
         embed: the embedder the profile was built with, for the similarity item.
+        about: the gate opened this set for the prompt: the prompt is about the set however it spelled
+            the subject's name, so a fact of the set that the answer adds is anchored, as if the
+            prompt had named the subject as written.
     """
     out_norm, prompt_norm = norm(answer), norm(prompt or "")
     out_pad, prompt_pad = f" {out_norm} ", f" {prompt_norm} "
-    out_words, prompt_words = set(out_norm.split()), set(prompt_norm.split())
+    out_tokens = out_norm.split()
+    out_words, prompt_words = set(out_tokens), set(prompt_norm.split())
     subjects = [Fact(s, "subject", WEAK) for s in profile.subjects]
+    named = about or any(_present(f.text, out_pad) or _present(f.text, prompt_pad) for f in subjects)
     sims = _similarities(profile, answer, prompt, embed)
     best = LeakVerdict(False, "no fact of the set in the answer")
     for i, unit in enumerate(profile.units):
@@ -203,7 +222,8 @@ def check_output(profile: LeakProfile, answer: str, *, prompt: str | None = None
             continue
         said = sum(f.weight for f in new)
         anchors = [f for f in given if f.kind in _ENTITY]
-        score = said + (WEAK if anchors and new else 0.0)
+        anchored = bool(anchors) or about
+        score = said + (WEAK if anchored and new else 0.0)
         new_entity = any(f.kind in _ENTITY for f in new)
         reason = ""
         if any(f.weight >= STRONG for f in new):
@@ -212,11 +232,18 @@ def check_output(profile: LeakProfile, answer: str, *, prompt: str | None = None
             reason = "the answer states facts of the set together"
         elif new and anchors and (new_entity or any(f.kind == "subject" for f in anchors)):
             reason = "the answer adds a fact to the set's subject or facts in the prompt"
+        elif about and new and not all(f.kind == "subject" for f in new):
+            reason = "the answer adds a fact to a prompt about the set"
         if unit.answer:
             recall, matched, words = _overlap(unit, out_words, prompt_words)
             if recall >= 0.6 and matched >= 1.5 and words >= 3:
                 score = max(score, 1.0 + recall)
                 reason = reason or f"the answer rewords a forgotten answer (recall {recall:.2f})"
+            if named and not reason:
+                seq = _sequence(unit, out_tokens, out_words, prompt_words)
+                if seq is not None:
+                    score = max(score, 1.0 + seq)
+                    reason = f"the answer retells a forgotten answer (ROUGE-L recall {seq:.2f})"
         if (bool(reason), score) > (best.leaked, best.score):
             evidence = tuple(f.text for f in new) + tuple(f"prompt: {f.text}" for f in given)
             best = LeakVerdict(bool(reason), reason or "facts of the set, too weak alone", evidence,
@@ -224,6 +251,44 @@ def check_output(profile: LeakProfile, answer: str, *, prompt: str | None = None
         if best.leaked and best.score >= 2.0:
             break
     return best
+
+
+def _sequence(unit: LeakUnit, out: list[str], out_words: set[str], prompt_words: set[str]) -> float | None:
+    """ROUGE-L recall of a long QA answer's opening words (as many as the output has, at least
+    ``SEQUENCE_MIN_WORDS``) in the output, when it reaches ``SEQUENCE_RECALL`` and the common
+    subsequence holds ``SEQUENCE_NEW_WORDS`` content words that the prompt did not give; else None.
+    This is how TOFU scores a retold answer: the same sentence with a word or two changed."""
+    ref = unit.answer.split()
+    if len(ref) <= SEQUENCE_MIN_WORDS or len(out) < 3:
+        return None
+    fresh = {w for w in ref if w not in STOPWORDS and w not in prompt_words}
+    if len(fresh & out_words) < SEQUENCE_NEW_WORDS:
+        return None  # cheap bound: the subsequence cannot hold enough new words
+    prefix = ref[:max(len(out), SEQUENCE_MIN_WORDS)]
+    common = _lcs(prefix, out)
+    recall = len(common) / len(prefix)
+    if recall < SEQUENCE_RECALL or len({w for w in common if w in fresh}) < SEQUENCE_NEW_WORDS:
+        return None
+    return recall
+
+
+def _lcs(a: Sequence[str], b: Sequence[str]) -> list[str]:
+    """A longest common subsequence of two word lists."""
+    table = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+    for i in range(len(a) - 1, -1, -1):
+        row, below = table[i], table[i + 1]
+        for j in range(len(b) - 1, -1, -1):
+            row[j] = below[j + 1] + 1 if a[i] == b[j] else max(below[j], row[j + 1])
+    out, i, j = [], 0, 0
+    while i < len(a) and j < len(b):
+        if a[i] == b[j]:
+            out.append(a[i])
+            i, j = i + 1, j + 1
+        elif table[i + 1][j] >= table[i][j + 1]:
+            i += 1
+        else:
+            j += 1
+    return out
 
 
 def _similarities(profile: LeakProfile, answer: str, prompt: str | None,

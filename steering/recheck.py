@@ -83,12 +83,13 @@ def question_of(prompt: Prompt) -> str:
     return users[-1] if users else "\n".join(contents(prompt))
 
 
-def leaking_sets(state: GateState, prompt: Prompt, answer: str) -> list[str]:
-    """Ids of the active sets whose content ``answer`` shows (``steering.leakcheck``)."""
+def leaking_sets(state: GateState, prompt: Prompt, answer: str, about: Sequence[str] = ()) -> list[str]:
+    """Ids of the active sets whose content ``answer`` shows (``steering.leakcheck``); ``about`` are
+    the sets the gate opened for this prompt (their facts in the answer are anchored to it)."""
     profiles = [(a.forget_set_id, a.artifacts.leak_profile) for a in state.sets]
     asked = "\n".join(contents(prompt))
     return [set_id for set_id, profile in profiles
-            if profile is not None and check_output(profile, answer, prompt=asked).leaked]
+            if profile is not None and check_output(profile, answer, prompt=asked, about=set_id in about).leaked]
 
 
 def nearest_clusters(guard: Guard, state: GateState, set_ids: Sequence[str], texts: Sequence[str]) -> list[GateMatch]:
@@ -125,14 +126,15 @@ def review(guard: Guard, state: GateState, prompt: Prompt, answer: str, *, steer
     """
     if state.empty or not answer.strip():
         return ACCEPT
-    leaks = leaking_sets(state, prompt, answer) if leak_check else []
     if not steered:
         opened = late_matches(guard, [prompt], [answer], state)[0] if recheck else []
+        leaks = leaking_sets(state, prompt, answer, [m.forget_set_id for m in opened]) if leak_check else []
         missing = [s for s in leaks if s not in {m.forget_set_id for m in opened}]
         opened += nearest_clusters(guard, state, missing, [answer])
         if opened:
             return Verdict("steer", tuple(opened), 0.0, "leak" if leaks else "gate_on_answer")
         return ACCEPT
+    leaks = leaking_sets(state, prompt, answer, [m.forget_set_id for m in matched]) if leak_check else []
     if leaks:
         if boost < ESCALATION:
             extra = [m for m in nearest_clusters(guard, state, leaks, [answer])
