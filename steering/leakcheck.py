@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from steering.forget_set import ForgetDocuments, QAPair
+from steering.names import respellings
 from steering.leakfacts import (
     STOPWORDS,
     STRONG,
@@ -191,9 +192,17 @@ SEQUENCE_RECALL = 0.5
 SEQUENCE_NEW_WORDS = 2
 
 
+#: Characters of the prompt's end read together with the answer (a fact split between them).
+JOIN_CHARS = 64
+
+
 def check_output(profile: LeakProfile, answer: str, *, prompt: str | None = None,
                  embed: EmbedFn | None = None, about: bool = False) -> LeakVerdict:
     """Does ``answer`` reveal the forget set of ``profile``?
+
+    The answer is read as written, in each Latin respelling (``steering.names.respellings``: an answer
+    spelled letter by letter, in leetspeak or in another script), and joined to the end of the prompt
+    (a prompt that stops inside a fact, "... was born in Ast", and an answer that finishes it).
 
     Args:
         profile: the set's profile (``build_leak_profile``).
@@ -204,6 +213,22 @@ def check_output(profile: LeakProfile, answer: str, *, prompt: str | None = None
             the subject's name, so a fact of the set that the answer adds is anchored, as if the
             prompt had named the subject as written.
     """
+    readings = [answer, *respellings(answer)]
+    if prompt:
+        tail = prompt[-JOIN_CHARS:]
+        readings.append(tail + answer)
+    best = LeakVerdict(False, "no fact of the set in the answer")
+    for i, text in enumerate(readings):
+        verdict = _check(profile, text, prompt=prompt, embed=embed if i == 0 else None, about=about)
+        if (verdict.leaked, verdict.score) > (best.leaked, best.score):
+            best = verdict
+        if best.leaked:
+            break
+    return best
+
+
+def _check(profile: LeakProfile, answer: str, *, prompt: str | None, embed: EmbedFn | None,
+           about: bool) -> LeakVerdict:
     out_norm, prompt_norm = norm(answer), norm(prompt or "")
     out_pad, prompt_pad = f" {out_norm} ", f" {prompt_norm} "
     out_tokens = out_norm.split()
