@@ -36,7 +36,6 @@ from typing import Any
 import numpy as np
 
 from steering.forget_set import ForgetDocuments, QAPair
-from steering.names import respellings
 from steering.leakfacts import (
     STOPWORDS,
     STRONG,
@@ -48,6 +47,7 @@ from steering.leakfacts import (
     norm,
     subject_forms,
 )
+from steering.names import respellings
 
 EmbedFn = Callable[[Sequence[str]], Any]  # texts -> [n, d_embed] unit vectors
 
