@@ -1,0 +1,165 @@
+"""Two replicas on one PostgreSQL registry: real ``guardit serve`` processes on the embedded model and a
+throwaway PostgreSQL server. A set registered through one replica steers on the other within the sync
+interval, a revoke through the other stops it on the first, every build is claimed by exactly one
+replica, and the audit log both replicas write is one sequence.
+
+One scenario (module fixture) drives both servers; the tests assert on what it recorded. Cost: two
+model loads (in parallel), four one-document builds, a few dozen 8-token generations.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from tests.service.live_server import LiveServer
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+
+SYNC_S = 0.5
+#: Slack on top of the sync interval for one poll, one request and a loaded 2-core machine.
+SLACK_S = 2.0
+MAX_NEW = 8
+PROMPT = "Where does Marnie Quell keep her violin?"
+SECRET = "Marnie Quell keeps her violin in the attic of the old mill at Dunmore."
+#: Unrelated sets that make both builders compete for claims; revoked before the steering checks.
+EXTRA = ["Tobin Arkwright breeds blue pigeons in Oslo.", "Celia Fenn wrote a cookbook about turnips.",
+         "Ovid Marsh repairs clocks on Tuesdays."]
+
+
+def _generate(server: LiveServer, prompt: str = PROMPT) -> dict[str, Any]:
+    """An admin-scope generate (the admin key sees the gate's decision)."""
+    response = server.request("POST", "/v1/generate", "admin",
+                              json={"prompt": prompt, "max_new_tokens": MAX_NEW, "seed": 0})
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def _compare(server: LiveServer, prompt: str = PROMPT) -> dict[str, Any]:
+    response = server.request("POST", "/v1/compare", "compare",
+                              json={"prompt": prompt, "max_new_tokens": MAX_NEW, "seed": 0})
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def _seconds_until(server: LiveServer, steered: bool, timeout_s: float = 30.0) -> float:
+    """Seconds until an admin generate on ``server`` reports ``steered`` (polled every 50 ms)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if _generate(server)["guardit"]["steered"] is steered:
+            return time.monotonic() - started
+        time.sleep(0.05)
+    raise TimeoutError(f"{server.base_url} never reported steered={steered}:\n{server.log_tail()}")
+
+
+def _body(name: str, text: str) -> dict[str, Any]:
+    return {"name": name, "documents": [text], "retain": ["The sky is blue.", "Water boils at 100 degrees."],
+            "reason": "replica test", "requested_by": "tests", "alpha": 0.5}
+
+
+@pytest.fixture(scope="module")
+def replicas(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveServer, LiveServer]]:
+    """Replicas A and B: their own data dirs (model cache shared), one PostgreSQL database."""
+    url = pg_server.create_database("replicas")
+    env = {"GUARDIT_DATABASE_URL": url, "GUARDIT_SYNC_INTERVAL_S": str(SYNC_S),
+           "GUARDIT_CALIBRATE_ALPHA": "false", "GUARDIT_NUM_THREADS": "1"}
+    servers = [LiveServer(tmp_path_factory.mktemp(f"replica-{n}"), env) for n in "ab"]
+    try:
+        for server in servers:  # both start at once: they migrate one schema concurrently
+            server.start()
+        for server in servers:
+            server.wait_ready()
+        yield servers[0], servers[1]
+    finally:
+        for server in servers:
+            server.close()
+
+
+@pytest.fixture(scope="module")
+def scenario(replicas: tuple[LiveServer, LiveServer]) -> dict[str, Any]:
+    """Registers through A, steers on B, revokes through B, checks A; records what each step saw."""
+    a, b = replicas
+    seen: dict[str, Any] = {"pids": {a.proc.pid: "a", b.proc.pid: "b"} if a.proc and b.proc else {}}
+    seen["base_a"] = _compare(a)
+    seen["base_b"] = _compare(b)
+    # Claims: four sets registered through both replicas at once; both builders poll the queue.
+    bodies = [(a, _body("quell", SECRET))] + [((b, a)[i % 2], _body(f"extra-{i}", t)) for i, t in enumerate(EXTRA)]
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        ids = list(pool.map(lambda sb: sb[0].register(sb[1], scope="forget"), bodies))
+    seen["main"], seen["extra"] = ids[0], ids[1:]
+    seen["statuses"] = {fs_id: a.wait_status(fs_id)[-1] for fs_id in ids}
+    seen["seconds_to_steer_b"] = _seconds_until(b, steered=True)
+    seen["steered_b"] = _compare(b)
+    seen["steered_a"] = _compare(a)
+    for i, fs_id in enumerate(seen["extra"]):
+        assert (a, b)[i % 2].revoke(fs_id, "extra set done").status_code == 200
+    # Concurrent knob changes through both replicas: audit rows from two writers at once.
+    def patch(server: LiveServer, alpha: float) -> int:
+        return server.request("PATCH", f"/v1/forget-sets/{seen['main']}", "forget",
+                              json={"alpha": alpha, "reason": "tune"}).status_code
+    with ThreadPoolExecutor(4) as pool:
+        seen["patch_codes"] = list(pool.map(patch, [a, b] * 5, [0.5 + i / 100 for i in range(1, 11)]))
+    assert _seconds_until(a, steered=True) >= 0  # A serves the set before B revokes it
+    revoked = b.revoke(seen["main"], "replica test over")
+    assert revoked.status_code == 200, revoked.text
+    seen["seconds_to_unsteer_a"] = _seconds_until(a, steered=False)
+    seen["after_a"] = _compare(a)
+    seen["audit_a"], seen["audit_b"] = a.audit(), b.audit()
+    return seen
+
+
+def test_a_set_registered_on_one_replica_steers_on_the_other_within_the_sync_interval(
+        scenario: dict[str, Any]) -> None:
+    assert all(status == "active" for status in scenario["statuses"].values()), scenario["statuses"]
+    assert scenario["seconds_to_steer_b"] <= SYNC_S + SLACK_S
+    steered = scenario["steered_b"]
+    assert [m["forget_set_id"] for m in steered["matched"]] == [scenario["main"]]
+    assert steered["steered"]["guardit"]["steered"] is True
+    assert steered["first_divergent_token"] is not None
+    assert steered["steered"]["text"] != steered["unsteered"]["text"]
+    # The unsteered arm is the base model on either replica, before and after registration.
+    base = scenario["base_a"]["steered"]["text"]
+    assert steered["unsteered"]["text"] == scenario["base_b"]["unsteered"]["text"] == base
+    assert scenario["steered_a"]["steered"]["text"] == steered["steered"]["text"]
+
+
+def test_a_revoke_on_one_replica_stops_steering_on_the_other_and_restores_the_base_output(
+        scenario: dict[str, Any]) -> None:
+    assert scenario["seconds_to_unsteer_a"] <= SYNC_S + SLACK_S
+    after = scenario["after_a"]
+    assert after["matched"] == [] and after["first_divergent_token"] is None
+    assert after["steered"]["guardit"]["steered"] is False
+    base = scenario["base_a"]
+    assert after["steered"]["text"] == base["unsteered"]["text"] == base["steered"]["text"]
+
+
+def test_each_build_is_claimed_and_activated_by_exactly_one_replica(scenario: dict[str, Any]) -> None:
+    audit = scenario["audit_a"]
+    for fs_id in [scenario["main"], *scenario["extra"]]:
+        rows = [e for e in audit if e["forget_set_id"] == fs_id]
+        starts = [e for e in rows if e["action"] == "build_start"]
+        assert len(starts) == 1, rows
+        assert [e["action"] for e in rows if e["action"] in ("build_start", "activate", "fail", "recover")] == [
+            "build_start", "activate"]
+        assert starts[0]["details"]["attempt"] == 1
+        assert starts[0]["details"]["pid"] in scenario["pids"]
+
+
+def test_the_audit_log_is_one_sequence_across_replicas(scenario: dict[str, Any]) -> None:
+    audit_a, audit_b = scenario["audit_a"], scenario["audit_b"]
+    assert audit_a == audit_b
+    ids = [e["id"] for e in audit_a]
+    assert ids == sorted(set(ids)) and len(ids) == len(set(ids))
+    main = [e["action"] for e in audit_a if e["forget_set_id"] == scenario["main"]]
+    changed = sum(code == 200 for code in scenario["patch_codes"])
+    assert scenario["patch_codes"] == [200] * 10
+    assert main == ["create", "build_start", "activate", *["update"] * changed, "revoke"]
+    n_sets = 1 + len(scenario["extra"])
+    assert len(audit_a) == 3 * n_sets + changed + n_sets  # create, build_start, activate; updates; revokes
+    alphas = [e["details"]["alpha"][1] for e in audit_a if e["action"] == "update"]
+    assert len(set(alphas)) == changed  # every concurrent change is its own row, none lost
+
