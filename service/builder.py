@@ -2,7 +2,9 @@
 
 One daemon thread polls the registry and runs ``Runtime.build_next`` (pending -> building ->
 active | failed), one build at a time. A build cannot be interrupted: on shutdown the thread is
-left to die with the process, and the next start requeues the set (``recover_interrupted``).
+left to die with the process, and the next start requeues the set (``recover_interrupted``). With
+``recover_stale_after_s`` > 0 the thread also requeues builds older than that while it serves, so a
+build whose replica died is taken over by a surviving one without waiting for a restart.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 ACTOR = "system:builder"
+RECOVERY_ACTOR = "system:recovery"
 
 #: Build stages (``steering.vectors.ProgressFn``) as the phase names the registry shows.
 PHASES: dict[str, str] = {"embed": "embed", "cluster": "cluster", "forget": "vectors", "retain": "vectors",
@@ -93,6 +96,7 @@ class BuildWorker:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self._next_recovery = 0.0
         self.busy = False
 
     @property
@@ -122,9 +126,32 @@ class BuildWorker:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self.recover_stale()
             if not self.build_once():
                 self._wake.wait(self.poll_interval_s)
                 self._wake.clear()
+
+    def recover_stale(self) -> list[str]:
+        """Requeue (or fail) builds started more than ``recover_stale_after_s`` ago; returns their ids.
+
+        Off when the setting is 0 (the default: one server, whose own start requeues its interrupted
+        build). Several replicas set it above the longest build: a live build elsewhere is younger and
+        left alone, a dead replica's build is taken over within that time plus one check interval.
+        """
+        stale = self.runtime.settings.recover_stale_after_s
+        now = time.monotonic()
+        if stale <= 0 or now < self._next_recovery:
+            return []
+        self._next_recovery = now + min(max(stale / 4, self.poll_interval_s), 60.0)
+        try:
+            touched = self.runtime.registry.recover_interrupted(actor=RECOVERY_ACTOR, stale_after_s=stale)
+        except Exception:  # noqa: BLE001 - e.g. registry unreachable: try again at the next check
+            logger.warning("stale-build recovery failed; retrying later", exc_info=True)
+            return []
+        for fs_id in touched:
+            logger.warning("forget set %s: build older than %.0f s requeued or failed", fs_id, stale,
+                           extra={"forget_set_id": fs_id})
+        return touched
 
     def build_once(self) -> bool:
         """Build the oldest pending set, if any; returns True when one was claimed."""

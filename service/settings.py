@@ -73,8 +73,9 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(300.0, gt=0.0, description="per-request limit")
     sync_interval_s: float = Field(1.0, gt=0.0, description="how often the registry is polled for changes")
     recover_stale_after_s: float = Field(
-        0.0, ge=0.0, description="at start, builds left 'building' longer than this are requeued; with several "
-        "replicas set it above the longest build so a live build on another replica is not taken")
+        0.0, ge=0.0, description="at start, builds left 'building' longer than this are requeued; when > 0 the "
+        "server also checks while it runs, so a dead replica's build is taken over; with several replicas set "
+        "it above the longest build so a live build on another replica is not taken")
     use_triton: bool = Field(True, description="use the fused Triton kernel on CUDA")
     log_level: str = Field("INFO", description="root log level")
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")

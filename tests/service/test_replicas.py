@@ -1,10 +1,12 @@
 """Two replicas on one PostgreSQL registry: real ``guardit serve`` processes on the embedded model and a
 throwaway PostgreSQL server. A set registered through one replica steers on the other within the sync
 interval, a revoke through the other stops it on the first, every build is claimed by exactly one
-replica, and the audit log both replicas write is one sequence.
+replica, the audit log both replicas write is one sequence, and a build whose replica dies is taken
+over by the survivor.
 
-One scenario (module fixture) drives both servers; the tests assert on what it recorded. Cost: two
-model loads (in parallel), four one-document builds, a few dozen 8-token generations.
+One scenario (module fixture) drives both servers; the tests assert on what it recorded. The last
+test kills a replica. Cost: two model loads (in parallel), five small builds, a few dozen 8-token
+generations, one wait for the stale-build limit.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -21,6 +24,8 @@ from tests.service.live_server import LiveServer
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
 SYNC_S = 0.5
+#: Builds older than this are requeued by the other replica (every build here takes a few seconds).
+STALE_S = 8.0
 #: Slack on top of the sync interval for one poll, one request and a loaded 2-core machine.
 SLACK_S = 2.0
 MAX_NEW = 8
@@ -66,6 +71,7 @@ def replicas(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     """Replicas A and B: their own data dirs (model cache shared), one PostgreSQL database."""
     url = pg_server.create_database("replicas")
     env = {"GUARDIT_DATABASE_URL": url, "GUARDIT_SYNC_INTERVAL_S": str(SYNC_S),
+           "GUARDIT_RECOVER_STALE_AFTER_S": str(STALE_S),
            "GUARDIT_CALIBRATE_ALPHA": "false", "GUARDIT_NUM_THREADS": "1"}
     servers = [LiveServer(tmp_path_factory.mktemp(f"replica-{n}"), env) for n in "ab"]
     try:
@@ -163,3 +169,30 @@ def test_the_audit_log_is_one_sequence_across_replicas(scenario: dict[str, Any])
     alphas = [e["details"]["alpha"][1] for e in audit_a if e["action"] == "update"]
     assert len(set(alphas)) == changed  # every concurrent change is its own row, none lost
 
+
+
+def test_a_build_whose_replica_dies_is_taken_over_by_the_other(
+        replicas: tuple[LiveServer, LiveServer], scenario: dict[str, Any]) -> None:
+    from steering.vectors import neutral_corpus
+    from tests.service.live_server import tofu
+
+    a, b = replicas
+    slow = {"name": "orphan", "qa": [{"question": r["question"], "answer": r["answer"]}
+                                     for r in tofu("forget01")[:16]],  # a few seconds
+            "retain": neutral_corpus()[:8], "reason": "replica crash", "requested_by": "tests", "alpha": 0.5}
+    victim = a.register(slow, scope="forget")
+    a.wait_status(victim, done=("building",), timeout_s=60)
+    start = next(e for e in a.audit(victim) if e["action"] == "build_start")
+    claimer, survivor = (a, b) if scenario["pids"][start["details"]["pid"]] == "a" else (b, a)
+    claimer.kill()  # SIGKILL mid-build: nothing in the dead process can requeue it
+    assert survivor.wait_status(victim, timeout_s=120)[-1] == "active"
+    rows = survivor.audit(victim)
+    assert [(e["action"], e["actor"]) for e in rows] == [
+        ("create", rows[0]["actor"]), ("build_start", "system:builder"), ("recover", "system:recovery"),
+        ("build_start", "system:builder"), ("activate", "system:builder")]
+    assert [e["details"]["attempt"] for e in rows if e["action"] == "build_start"] == [1, 2]
+    assert rows[3]["details"]["pid"] == survivor.proc.pid if survivor.proc else False
+    assert rows[2]["details"]["to"] == "pending"
+    # Taken over once the build is STALE_S old (plus one check interval), not earlier, not at a restart.
+    age = (datetime.fromisoformat(rows[2]["at"]) - datetime.fromisoformat(rows[1]["at"])).total_seconds()
+    assert STALE_S <= age <= STALE_S + STALE_S / 4 + SLACK_S
