@@ -104,6 +104,10 @@ class Runtime:
         self._guard: Guard | None = None
         self._load_lock = threading.Lock()
         self._build_lock = threading.Lock()
+        # sync runs on the engine thread, route threads and the builder at once. Unserialised, a
+        # reader holding an older listing could install it after a newer reader did, while the newer
+        # token is recorded: a revoked set would then steer until the next registry change.
+        self._sync_lock = threading.Lock()
         self._token: int | None = None
         self._artifact_cache: dict[tuple[str, str], ForgetSetArtifacts] = {}
 
@@ -149,6 +153,10 @@ class Runtime:
         Only sets that are active, enabled and built for this model take part. The new snapshot
         replaces the old one in one assignment (a request sees a set entirely or not at all).
         """
+        with self._sync_lock:
+            return self._sync(force)
+
+    def _sync(self, force: bool) -> bool:
         token = self.registry.change_token()
         if not force and token == self._token:
             return False
