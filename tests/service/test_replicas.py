@@ -1,12 +1,12 @@
 """Two replicas on one PostgreSQL registry: real ``guardit serve`` processes on the embedded model and a
-throwaway PostgreSQL server. A set registered through one replica steers on the other within the sync
-interval, a revoke through the other stops it on the first, every build is claimed by exactly one
+throwaway PostgreSQL server. A set registered through A and built by one replica steers on the other
+within the sync interval, a revoke through B stops it on A, every build is claimed by exactly one
 replica, the audit log both replicas write is one sequence, and a build whose replica dies is taken
 over by the survivor.
 
 One scenario (module fixture) drives both servers; the tests assert on what it recorded. The last
-test kills a replica. Cost: two model loads (in parallel), five small builds, a few dozen 8-token
-generations, one wait for the stale-build limit.
+test kills a replica. Cost: two model loads (in parallel), five small builds, seven 8-token requests,
+one wait for the stale-build limit (about 85 s on 2 busy cores, most of it loading the model).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 SYNC_S = 0.5
 #: Builds older than this are requeued by the other replica (every build here takes a few seconds).
 STALE_S = 8.0
-#: Slack on top of the sync interval for one poll, one request and a loaded 2-core machine.
+#: Slack on top of a check interval for a loaded 2-core machine.
 SLACK_S = 2.0
 MAX_NEW = 8
 PROMPT = "Where does Marnie Quell keep her violin?"
@@ -49,16 +49,6 @@ def _compare(server: LiveServer, prompt: str = PROMPT) -> dict[str, Any]:
                               json={"prompt": prompt, "max_new_tokens": MAX_NEW, "seed": 0})
     assert response.status_code == 200, response.text
     return dict(response.json())
-
-
-def _seconds_until(server: LiveServer, steered: bool, timeout_s: float = 30.0) -> float:
-    """Seconds until an admin generate on ``server`` reports ``steered`` (polled every 50 ms)."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        if _generate(server)["guardit"]["steered"] is steered:
-            return time.monotonic() - started
-        time.sleep(0.05)
-    raise TimeoutError(f"{server.base_url} never reported steered={steered}:\n{server.log_tail()}")
 
 
 def _body(name: str, text: str) -> dict[str, Any]:
@@ -87,7 +77,13 @@ def replicas(pg_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 @pytest.fixture(scope="module")
 def scenario(replicas: tuple[LiveServer, LiveServer]) -> dict[str, Any]:
-    """Registers through A, steers on B, revokes through B, checks A; records what each step saw."""
+    """Registers through A, steers on the replica that did not build the set, revokes through B, checks
+    A; records what each step saw.
+
+    A change committed before a request arrives is seen by it once SYNC_S has passed: the engine syncs
+    at its first step unless it synced less than SYNC_S ago, which is then after the commit. So each
+    check is one request sent SYNC_S after the change, not a poll.
+    """
     a, b = replicas
     seen: dict[str, Any] = {"pids": {a.proc.pid: "a", b.proc.pid: "b"} if a.proc and b.proc else {}}
     seen["base_a"] = _compare(a)
@@ -98,9 +94,13 @@ def scenario(replicas: tuple[LiveServer, LiveServer]) -> dict[str, Any]:
         ids = list(pool.map(lambda sb: sb[0].register(sb[1], scope="forget"), bodies))
     seen["main"], seen["extra"] = ids[0], ids[1:]
     seen["statuses"] = {fs_id: a.wait_status(fs_id)[-1] for fs_id in ids}
-    seen["seconds_to_steer_b"] = _seconds_until(b, steered=True)
-    seen["steered_b"] = _compare(b)
-    seen["steered_a"] = _compare(a)
+    start = next(e for e in a.audit(seen["main"]) if e["action"] == "build_start")
+    seen["builder"] = seen["pids"][start["details"]["pid"]]
+    # The builder installs the set as it activates it; the other replica learns it only by polling.
+    other = b if seen["builder"] == "a" else a
+    time.sleep(SYNC_S)
+    seen["steered_other"] = _compare(other)
+    seen["steered_a"], seen["steered_b"] = _compare(a), _compare(b)
     for i, fs_id in enumerate(seen["extra"]):
         assert (a, b)[i % 2].revoke(fs_id, "extra set done").status_code == 200
     # Concurrent knob changes through both replicas: audit rows from two writers at once.
@@ -109,33 +109,34 @@ def scenario(replicas: tuple[LiveServer, LiveServer]) -> dict[str, Any]:
                               json={"alpha": alpha, "reason": "tune"}).status_code
     with ThreadPoolExecutor(4) as pool:
         seen["patch_codes"] = list(pool.map(patch, [a, b] * 5, [0.5 + i / 100 for i in range(1, 11)]))
-    assert _seconds_until(a, steered=True) >= 0  # A serves the set before B revokes it
+    time.sleep(SYNC_S)
+    seen["before_revoke_a"] = _generate(a)
     revoked = b.revoke(seen["main"], "replica test over")
     assert revoked.status_code == 200, revoked.text
-    seen["seconds_to_unsteer_a"] = _seconds_until(a, steered=False)
+    time.sleep(SYNC_S)
     seen["after_a"] = _compare(a)
     seen["audit_a"], seen["audit_b"] = a.audit(), b.audit()
     return seen
 
 
-def test_a_set_registered_on_one_replica_steers_on_the_other_within_the_sync_interval(
+def test_a_set_built_on_one_replica_steers_on_the_other_within_the_sync_interval(
         scenario: dict[str, Any]) -> None:
     assert all(status == "active" for status in scenario["statuses"].values()), scenario["statuses"]
-    assert scenario["seconds_to_steer_b"] <= SYNC_S + SLACK_S
-    steered = scenario["steered_b"]
+    steered = scenario["steered_other"]
     assert [m["forget_set_id"] for m in steered["matched"]] == [scenario["main"]]
     assert steered["steered"]["guardit"]["steered"] is True
     assert steered["first_divergent_token"] is not None
     assert steered["steered"]["text"] != steered["unsteered"]["text"]
-    # The unsteered arm is the base model on either replica, before and after registration.
+    # Both replicas give the same steered answer, and the unsteered arm is the base model.
+    assert scenario["steered_a"]["steered"]["text"] == scenario["steered_b"]["steered"]["text"] \
+        == steered["steered"]["text"]
     base = scenario["base_a"]["steered"]["text"]
     assert steered["unsteered"]["text"] == scenario["base_b"]["unsteered"]["text"] == base
-    assert scenario["steered_a"]["steered"]["text"] == steered["steered"]["text"]
 
 
 def test_a_revoke_on_one_replica_stops_steering_on_the_other_and_restores_the_base_output(
         scenario: dict[str, Any]) -> None:
-    assert scenario["seconds_to_unsteer_a"] <= SYNC_S + SLACK_S
+    assert scenario["before_revoke_a"]["guardit"]["steered"] is True
     after = scenario["after_a"]
     assert after["matched"] == [] and after["first_divergent_token"] is None
     assert after["steered"]["guardit"]["steered"] is False
