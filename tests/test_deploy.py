@@ -8,6 +8,7 @@ as it splits the model over. With ``kubectl`` (kustomize built in) on PATH, each
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -200,3 +201,18 @@ def test_each_overlay_renders_with_kustomize(overlay: Path) -> None:
     engine = config["data"]["GUARDIT_ENGINE"]
     assert (engine, gpus) in {("native", None), ("vllm", int(config["data"]["GUARDIT_TENSOR_PARALLEL_SIZE"]))}
     assert container["image"].endswith(":vllm-cuda" if engine == "vllm" else ":latest")
+
+
+def test_base_alone_with_the_servicemonitor_renders_for_an_external_database(tmp_path: Path) -> None:
+    kubectl = _kubectl()
+    overlay = tmp_path / "external-db"
+    overlay.mkdir()
+    rel = Path(os.path.relpath(K8S, overlay))  # kustomize refuses absolute paths
+    overlay.joinpath("kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "namespace": "guardit",
+        "resources": [str(rel / "base")], "components": [str(rel / "components" / "servicemonitor")]}))
+    done = subprocess.run([kubectl, "kustomize", str(overlay)], capture_output=True, text=True, check=False,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    kinds = sorted(d["kind"] for d in yaml.safe_load_all(done.stdout) if d)
+    assert kinds == ["ConfigMap", "Deployment", "PodDisruptionBudget", "Service", "ServiceMonitor"]
