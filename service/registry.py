@@ -299,7 +299,7 @@ class Registry:
 
     def activate(self, fs_id: str, *, artifacts: dict[str, torch.Tensor], layer: int, threshold: float,
                  alpha: float, n_clusters: int, silhouette: float | None, build_seconds: float,
-                 actor: str) -> ForgetSetRecord:
+                 actor: str, attempt: int | None = None) -> ForgetSetRecord:
         """Store the build artifacts and move the set from ``building`` to ``active``, in one transaction.
 
         Args:
@@ -311,13 +311,14 @@ class Registry:
             n_clusters, silhouette: The k chosen and its silhouette (None when k = 1).
             build_seconds: Wall time of the build.
             actor: Audit actor.
+            attempt: The claim this build holds (``attempts`` of the claimed record), or None for any.
 
         Returns:
             The active record.
 
         Raises:
-            InvalidTransitionError: The set is no longer ``building`` (e.g. revoked meanwhile); then
-                nothing is stored.
+            InvalidTransitionError: The set is no longer ``building`` (e.g. revoked meanwhile), or it
+                was requeued and claimed again since ``attempt``; then nothing is stored.
         """
         from safetensors.torch import save  # lazy: the CLI's registry commands need no torch
 
@@ -329,6 +330,7 @@ class Registry:
         facts: dict[str, Any] = {"layer": layer, "n_clusters": n_clusters, "silhouette": silhouette,
                                  "build_seconds": build_seconds, "artifacts_sha256": digest}
         with self._locked(fs_id, ("building",), "activate") as (conn, row):
+            self._check_claim(fs_id, row, attempt, "activate")
             now = _now()
             facts["threshold"] = threshold if row.threshold is None else row.threshold
             facts["alpha"] = alpha if row.alpha is None else row.alpha
@@ -341,13 +343,27 @@ class Registry:
         logger.info("forget set %s active: k=%d, %d bytes of artifacts", fs_id, n_clusters, len(blob))
         return record
 
-    def fail(self, fs_id: str, *, error: str, actor: str) -> ForgetSetRecord:
-        """Mark a ``pending`` or ``building`` set as ``failed`` with ``error``."""
+    def fail(self, fs_id: str, *, error: str, actor: str, attempt: int | None = None) -> ForgetSetRecord:
+        """Mark a ``pending`` or ``building`` set as ``failed`` with ``error``.
+
+        ``attempt`` (the claim of a failing build) refuses the change with InvalidTransitionError when
+        the set was requeued since: another claim's build, possibly on another replica, is running.
+        """
         with self._locked(fs_id, ("pending", "building"), "fail") as (conn, row):
+            self._check_claim(fs_id, row, attempt, "fail")
             record = self._apply(conn, fs_id, actor=actor, action="fail", at=_now(), status="failed",
                                  error=error, details={"from": row.status, "error": error[:1000]})
         logger.warning("forget set %s failed: %s", fs_id, error)
         return record
+
+    @staticmethod
+    def _check_claim(fs_id: str, row: _Row, attempt: int | None, op: str) -> None:
+        # A build older than the stale limit is requeued and claimed again (attempts + 1) by another
+        # worker; the first worker, slow rather than dead, must not then finish the set.
+        if attempt is not None and (row.status != "building" or row.attempts != attempt):
+            raise InvalidTransitionError(
+                f"cannot {op} forget set {fs_id}: expected the build of attempt {attempt}, found status "
+                f"{row.status} at attempt {row.attempts} (requeued and claimed again)")
 
     def update(self, fs_id: str, *, threshold: float | None = None, alpha: float | None = None,
                enabled: bool | None = None, actor: str, reason: str | None = None) -> ForgetSetRecord:

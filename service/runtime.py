@@ -242,13 +242,15 @@ class Runtime:
                          else self._calibrated_alpha(docs, artifacts, threshold, progress))
             except Exception as exc:  # noqa: BLE001 - any build failure marks the set failed, never half-active
                 logger.exception("build of forget set %s failed", record.id)
-                return self.registry.fail(record.id, error=f"{type(exc).__name__}: {exc}", actor=actor)
+                # Revoked or claimed again meanwhile: fail refuses, and the build worker logs it.
+                return self.registry.fail(record.id, error=f"{type(exc).__name__}: {exc}", actor=actor,
+                                          attempt=record.attempts)
             try:
                 done = self.registry.activate(
                     record.id, artifacts=artifacts.to_tensors(), layer=artifacts.layer, threshold=threshold,
                     alpha=alpha, n_clusters=artifacts.k, silhouette=artifacts.silhouette,
-                    build_seconds=time.perf_counter() - started, actor=actor)
-            except InvalidTransitionError:  # revoked while building: nothing is stored or activated
+                    build_seconds=time.perf_counter() - started, actor=actor, attempt=record.attempts)
+            except InvalidTransitionError:  # revoked or claimed again while building: nothing is stored
                 return self.registry.get(record.id)
             self.sync()
         if self.settings.verify_on_build:

@@ -1,6 +1,7 @@
-"""The build worker's stale-build check (service.builder.BuildWorker.recover_stale) on a real SQLite
-registry and a Runtime that never loads its model: what replicas rely on to take over a dead
-replica's build while they serve."""
+"""Taking over a build whose worker died or stalled: the build worker's stale-build check
+(service.builder.BuildWorker.recover_stale) on a real SQLite registry and a Runtime that never loads
+its model, and the registry refusing to let the superseded claim finish the set (SQLite and
+PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from service.builder import RECOVERY_ACTOR, BuildWorker
-from service.registry import Registry
+from service.registry import InvalidTransitionError, Registry
 from service.runtime import Runtime
 from service.settings import Settings
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Registry]:
+    url = f"sqlite:///{tmp_path / 'registry.db'}" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+    reg = Registry(url)
+    yield reg
+    reg.close()
 
 
 @pytest.fixture
@@ -68,3 +78,25 @@ def test_without_a_limit_the_serving_worker_never_requeues(registry: Registry, t
     time.sleep(0.05)
     assert worker.recover_stale() == []
     assert registry.get(fs_id).status == "building"  # only a start requeues it (one server)
+
+
+def _activate(registry: Registry, fs_id: str, attempt: int) -> str:
+    return registry.activate(fs_id, artifacts={"v": torch.ones(2, 4)}, layer=1, threshold=0.5, alpha=0.3,
+                             n_clusters=1, silhouette=None, build_seconds=1.0, actor="system:builder",
+                             attempt=attempt).status
+
+
+def test_a_superseded_claim_can_neither_activate_nor_fail_the_set(any_registry: Registry) -> None:
+    fs_id = _claimed(any_registry)  # attempt 1: its worker stalls past the limit
+    assert any_registry.recover_interrupted(actor=RECOVERY_ACTOR) == [fs_id]
+    second = any_registry.claim_next_pending(actor="system:builder")
+    assert second is not None and second.attempts == 2
+    with pytest.raises(InvalidTransitionError, match="expected the build of attempt 1, found status building "
+                                                     "at attempt 2"):
+        _activate(any_registry, fs_id, attempt=1)
+    with pytest.raises(InvalidTransitionError, match="attempt 1"):
+        any_registry.fail(fs_id, error="late failure of the stalled build", actor="system:builder", attempt=1)
+    assert any_registry.get(fs_id).status == "building"
+    assert _activate(any_registry, fs_id, attempt=2) == "active"
+    actions = [e.action for e in any_registry.audit(forget_set_id=fs_id)]
+    assert actions == ["create", "build_start", "recover", "build_start", "activate"]
