@@ -60,8 +60,8 @@ class Size:
     filler_words: int = 1500
 
 
-#: Sized for a shared 2-core machine (about 25 minutes); raise on a quiet or larger one.
-FULL = Size(("forget01", "forget10"), 12, 8, 1, 3, 0, 15, 16, filler_words=800)
+#: Sized for a 2-core machine (about 40 minutes quiet); raise on a larger one.
+FULL = Size(("forget01", "forget10"), 12, 8, 3, 3, 1, 15, 16, filler_words=800)
 QUICK = Size(("forget01",), 8, 4, 1, 1, 0, 12, 8, filler_words=600)
 
 
