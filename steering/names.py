@@ -11,7 +11,10 @@ Respelling, in order:
    confusables data (UTS #39: Cyrillic "а", Greek "ο" written inside a Latin name), and its
    transliteration (a name written in Cyrillic, Greek, Arabic or CJK script).
 3. Letters spaced out ("B a s i l", "B-a-s-i-l", "B.a.s.i.l": three or more single characters)
-   are joined; a capital after a small letter starts a new word ("B a s i l M a h f o u z").
+   are joined; a capital after a small letter starts a new word ("B a s i l M a h f o u z"); so it
+   does inside a word ("NikolaiAbilov", "#NikolaiAbilov"); hyphenated syllables are joined
+   ("Ni-ko-lai"). A name run together in lower case ("nikolaiabilov") is found by the misspelling
+   match below, which also tries single words as long as the whole name.
 4. Leetspeak inside words that also hold letters (0 o, 1 i or l, 3 e, 4 a, 5 s, 7 t, @ a, $ s);
    numbers alone ("1956") are left as they are.
 
@@ -68,6 +71,10 @@ _LEET_WORD = re.compile(r"(?<![\w@$])(?!\d+(?:st|nd|rd|th|s|m|k|b|am|pm)?(?![\w@
                         r"(?=[\w@$]*[A-Za-z])(?=[\w@$]*[0134579@$])[\w@$]+")
 #: Three or more single characters, each followed by one to three separators.
 _SPACED = re.compile(r"(?<![\w@$])(?:[A-Za-z0-9@$][ .\-_*·•/|+~]{1,3}){2,}[A-Za-z0-9@$](?![\w@$])")
+#: Syllables joined by hyphens ("Ni-ko-lai"): three or more parts of at most three letters.
+_SYLLABLES = re.compile(r"(?<![\w-])[A-Za-z]{1,3}(?:-[A-Za-z]{1,3}){2,}(?![\w-])")
+#: A small letter followed by a capital inside a word ("NikolaiAbilov", "#NikolaiAbilov"): a word break.
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z][a-z])")
 _GREEK = re.compile(r"[\u0370-\u03ff\u1f00-\u1fff]")
 _GREEK_STOPS = re.compile(r"(?:μπ|Μπ|ΜΠ|ντ|Ντ|ΝΤ)")
 _WORD = re.compile(r"[A-Za-z0-9]+")
@@ -123,7 +130,8 @@ def respellings(text: str) -> tuple[str, ...]:
             bases.append(_ascii(_GREEK_STOPS.sub(lambda m: "b" if m.group(0)[0] in "μΜ" else "d", visible)))
     out: list[str] = []
     for base in dict.fromkeys(bases):
-        spaced = _SPACED.sub(_join_spaced, base)
+        spaced = _SYLLABLES.sub(lambda m: m.group(0).replace("-", ""), _SPACED.sub(_join_spaced, base))
+        spaced = _CAMEL.sub(" ", spaced)
         leet = [m.group(0) for m in _LEET_WORD.finditer(spaced)]
         readings = [_leet(spaced, _LEET_I) if leet else spaced]
         if any("1" in w for w in leet):
@@ -234,6 +242,9 @@ def fuzzy_spans(found: Words, name: str, *, vowels: bool = True) -> list[tuple[i
     key = norm("".join(parts))
     bound = edit_bound(len("".join(parts)))
     starts: set[int] = set()
+    for size in range(len(key) - bound, len(key) + bound + 1):  # the whole name run together in one word
+        for w in found.by_length.get(size, ()):
+            starts.update(found.positions[w])
     for j, part in enumerate(parts):
         if len(part) < 3:
             continue  # "al", "de": too many near words to anchor on

@@ -47,6 +47,10 @@ CONFUCIUS = Subject(names=("confucius", "kong qiu"), surnames=("confucius",), gi
     ("transliterated, another spelling of a sound", "What did Конфукиус teach?", CONFUCIUS),
     ("one name, letters swapped, after a label", "Question: Conufcius was born in ___ BCE.", CONFUCIUS),
     ("one name, a letter doubled, after a label", "Question: Confuccius studied the six ___.", CONFUCIUS),
+    ("run together", "Who is NikolaiAbilov?", NIKOLAI),
+    ("a hashtag", "Trending: #NikolaiAbilov books", NIKOLAI),
+    ("run together in lower case", "who is nikolaiabilov", NIKOLAI),
+    ("hyphenated syllables", "Who is Ni-ko-lai A-bi-lov?", NIKOLAI),
 ])
 def test_every_spelling_attack_names_the_subject(attack: str, text: str, subject: Subject) -> None:
     assert names_subject(text, subject), attack
