@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     use_triton: bool = Field(True, description="use the fused Triton kernel on CUDA")
     log_level: str = Field("INFO", description="root log level")
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+    metrics_scope: Literal["", "generate", "compare", "forget", "admin"] = Field(
+        "", description="scope a key needs to read /metrics; empty: open (the default). Set it (e.g. admin, "
+        "with Prometheus sending that key) where applications can reach the server's port: the gate "
+        "counters tell a caller whether its own prompt opened the gate")
     expose_gate_to_generate: bool = Field(
         False, description="show the gate's decision (guardit: steered, matched, rechecked) to callers "
         "holding only the generate scope; off: only compare/admin keys see it (trusted apps only)")

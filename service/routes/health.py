@@ -1,5 +1,6 @@
 """Probes and the scrape endpoint: ``/healthz`` (liveness), ``/readyz`` (model loaded, generation
-worker running, registry reachable) and ``/metrics`` (Prometheus text format). No auth."""
+worker running, registry reachable) and ``/metrics`` (Prometheus text format). No auth, unless
+``GUARDIT_METRICS_SCOPE`` asks a scope of ``/metrics``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import Field
 
+from service.auth import require_scope
 from service.errors import ApiError
 from service.metrics import refresh_forget_sets, render
 from service.protocol.common import ErrorResponse, HealthResponse
@@ -64,8 +66,19 @@ async def readyz(request: Request) -> ReadyResponse:
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-def metrics(request: Request) -> Response:
-    """Prometheus text format; ``guardit_forget_sets`` is refreshed from the registry first."""
+async def metrics(request: Request) -> Response:
+    """Prometheus text format; ``guardit_forget_sets`` is refreshed from the registry first.
+
+    Open by default. With ``GUARDIT_METRICS_SCOPE`` set, the scrape needs a key with that scope: the
+    gate counters move with each request, so a caller who can read them learns whether its own
+    prompt opened the gate (see README, what an observer can infer)."""
+    scope = request.app.state.settings.metrics_scope
+    if scope:
+        await require_scope(scope)(request)
+    return await run_in_threadpool(_render_metrics, request)
+
+
+def _render_metrics(request: Request) -> Response:
     runtime = getattr(request.app.state, "runtime", None)
     if runtime is not None:
         try:

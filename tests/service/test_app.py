@@ -279,3 +279,16 @@ def test_json_bodies_refuse_what_nothing_downstream_takes(raw: bytes, field: str
     with pytest.raises(BodyError) as caught:
         loads(raw)
     assert caught.value.field == field and words in str(caught.value)
+
+
+def test_metrics_are_open_by_default_and_need_the_named_scope_when_set(
+        app: FastAPI, tmp_path_factory: pytest.TempPathFactory) -> None:
+    assert TestClient(app).get("/metrics").status_code == 200
+    keys = {"a" * 16: ["admin"], "g" * 16: ["generate"]}
+    guarded = TestClient(create_app(Settings(data_dir=tmp_path_factory.mktemp("metrics"), api_keys=keys,
+                                             metrics_scope="admin")))
+    assert guarded.get("/metrics").status_code == 401
+    denied = guarded.get("/metrics", headers={"Authorization": "Bearer " + "g" * 16})
+    assert denied.status_code == 403 and "admin" in denied.json()["error"]["message"]
+    ok = guarded.get("/metrics", headers={"Authorization": "Bearer " + "a" * 16})
+    assert ok.status_code == 200 and "guardit_gate_decisions_total" in ok.text
