@@ -15,7 +15,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import (
     Boolean,
@@ -39,7 +39,9 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.types import TypeDecorator
 
-STATUSES = ("pending", "building", "active", "failed", "revoked")
+#: A forget set's life: pending -> building -> active, or failed; revoked from any of them.
+Status = Literal["pending", "building", "active", "failed", "revoked"]
+STATUSES: tuple[Status, ...] = get_args(Status)
 ACTIONS = ("create", "build_start", "activate", "fail", "update", "revoke", "recover")
 DOC_KINDS = ("documents", "qa")
 DOCUMENT_KINDS = ("forget", "retain")
