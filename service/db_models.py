@@ -39,6 +39,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.types import TypeDecorator
 
+from steering import forget_set
+
 #: A forget set's life: pending -> building -> active, or failed; revoked from any of them.
 Status = Literal["pending", "building", "active", "failed", "revoked"]
 STATUSES: tuple[Status, ...] = get_args(Status)
@@ -226,6 +228,12 @@ class ForgetDocuments:
     documents: tuple[str, ...] | None
     qa: tuple[tuple[str, str], ...] | None
     retain: tuple[str, ...]
+
+    def forget_documents(self) -> forget_set.ForgetDocuments:
+        """The forget texts as the builder takes them (stored after validation: taken as they are)."""
+        if self.qa is not None:
+            return forget_set.ForgetDocuments(qa=tuple(forget_set.QAPair(q, a) for q, a in self.qa))
+        return forget_set.ForgetDocuments(documents=self.documents or ())
 
 
 @dataclass(frozen=True)
