@@ -15,14 +15,14 @@ from typing import Any
 import numpy as np
 
 from evals.data import tofu
-from steering.config import DEFAULT_THRESHOLD, BuildConfig
+from steering.config import DEFAULT_THRESHOLD, HYBRID, PAPER, BuildConfig, GateRule, GateSetting
 from steering.forget_set import QAPair, make_documents
 from steering.gates import ActiveSet, GateState
 from steering.vectors import GateParts, build_gate, embed, gate_only_artifacts
 
 SPLITS = ("forget01", "forget05", "forget10")
 NEGATIVES = ("retain90", "holdout10", "real_authors", "world_facts")
-GATES = ("hybrid", "paper")
+GATES: tuple[GateRule, ...] = (HYBRID, PAPER)
 SWEEP = tuple(round(t, 2) for t in np.arange(0.30, 0.91, 0.02))
 
 
@@ -44,11 +44,11 @@ def open_rate(state: GateState, prompts: PromptSet) -> float:
     return sum(1 for m in matches if m) / max(1, len(matches))
 
 
-def _state(parts: GateParts, gate: str, threshold: float) -> GateState:
+def _state(parts: GateParts, gate: GateSetting, threshold: float) -> GateState:
     return GateState((ActiveSet("eval", gate_only_artifacts(parts, gate), threshold, 0.0),))
 
 
-def calibrate_threshold(parts: GateParts, gate: str, negatives: PromptSet, *, max_open: float = 0.01) -> float:
+def calibrate_threshold(parts: GateParts, gate: GateSetting, negatives: PromptSet, *, max_open: float = 0.01) -> float:
     """The smallest T on the sweep at which at most ``max_open`` of ``negatives`` open the gate."""
     for t in SWEEP:
         if open_rate(_state(parts, gate, t), negatives) <= max_open:
@@ -91,7 +91,7 @@ def run(embedder: Any, *, quick: bool = False, seed: int = 0) -> dict[str, Any]:
                 {"threshold": t, "recall_paraphrased": open_rate(_state(parts, gate, t), para),
                  "false_open_retain90": open_rate(_state(parts, gate, t), negatives["retain90"])}
                 for t in SWEEP[::2 if quick else 1]]
-        main = variants["hybrid/fixed"]
+        main = variants[f"{HYBRID}/fixed"]
         out[split] = {**{k: main[k] for k in ("threshold", "recall_forget", "recall_paraphrased", "false_open")},
-                      "gate": "hybrid", "variants": variants}
+                      "gate": HYBRID, "variants": variants}
     return out

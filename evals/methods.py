@@ -23,7 +23,7 @@ from evals.tofu_protocol import (
     user_turn,
 )
 from steering.calibrate import Calibration, calibrate_alpha
-from steering.config import DEFAULT_THRESHOLD, BuildConfig, default_alpha
+from steering.config import DEFAULT_THRESHOLD, PAPER, BuildConfig, default_alpha
 from steering.decoding import left_pad
 from steering.forget_set import ForgetDocuments
 from steering.gates import ActiveSet, GateState
@@ -182,7 +182,7 @@ def guardit_state(build: GuardItBuild) -> GateState:
 
 def global_state(build: GuardItBuild) -> GateState:
     """Naive activation steering: the same vectors with the gate always open (every cluster, T = -1)."""
-    return GateState((ActiveSet("global", replace(build.artifacts, gate="paper"), -1.0, build.alpha),))
+    return GateState((ActiveSet("global", replace(build.artifacts, gate=PAPER), -1.0, build.alpha),))
 
 
 def refusal_system(topics: Sequence[str]) -> str:

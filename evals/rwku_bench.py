@@ -23,7 +23,7 @@ import numpy as np
 
 from evals.data import rwku
 from evals.metrics import rate
-from steering.config import DEFAULT_THRESHOLD, BuildConfig
+from steering.config import AUTO, DEFAULT_THRESHOLD, HYBRID, PAPER, SUBJECT, BuildConfig, GateRule, GateSetting
 from steering.entities import mine_entities
 from steering.forget_set import make_documents
 from steering.gates import HIGH_MARGIN, ActiveSet, GateState
@@ -41,7 +41,7 @@ NEIGHBOR_FILES = ("neighbor_level1", "neighbor_level2")
 #: Gate variants, in report order: the product default (``auto``: the subject rule with the subject
 #: mined from the passages, hybrid where it is named in too few), the previous default, the paper,
 #: the subject rule given the target's name, and that rule with a per-target threshold.
-VARIANTS = ("auto", "hybrid", "paper", "subject", "subject/calibrated")
+VARIANTS = (AUTO, HYBRID, PAPER, SUBJECT, f"{SUBJECT}/calibrated")
 
 
 @dataclass(frozen=True)
@@ -108,22 +108,22 @@ def names_target(query: str, target: str) -> bool:
     return re.search(rf"(?<!\w){re.escape(surname)}(?!\w)", query) is not None
 
 
-def variant_parts(embedder: Any, target: str, passages: Sequence[str]) -> dict[str, tuple[GateParts, str, float]]:
+def variant_parts(embedder: Any, target: str, passages: Sequence[str]) -> dict[str, tuple[GateParts, GateRule, float]]:
     """Gate parts, resolved rule and threshold T of every variant for one target (clustering shared)."""
     docs = make_documents(list(passages))
     texts = docs.gate_texts()
-    hybrid = build_gate(embedder, docs, BuildConfig(gate="hybrid"))
+    hybrid = build_gate(embedder, docs, BuildConfig(gate=HYBRID))
     labels = hybrid.clustering.labels
 
-    def parts(gate: str, subject: str | None = None) -> GateParts:
+    def parts(gate: GateSetting, subject: str | None = None) -> GateParts:
         mode, entities, found = gate_names(texts, labels, gate, subject=subject)
         return replace(hybrid, entities=entities, subjects=found, mode=mode)
 
-    auto, named = parts("auto"), parts("subject", target)
+    auto, named = parts(AUTO), parts(SUBJECT, target)
     assert auto.mode is not None and named.subjects
-    return {"auto": (auto, auto.mode, DEFAULT_THRESHOLD), "hybrid": (hybrid, "hybrid", DEFAULT_THRESHOLD),
-            "paper": (hybrid, "paper", DEFAULT_THRESHOLD), "subject": (named, "subject", DEFAULT_THRESHOLD),
-            "subject/calibrated": (named, "subject", calibrate_threshold(embedder, named, texts))}
+    return {AUTO: (auto, auto.mode, DEFAULT_THRESHOLD), HYBRID: (hybrid, HYBRID, DEFAULT_THRESHOLD),
+            PAPER: (hybrid, PAPER, DEFAULT_THRESHOLD), SUBJECT: (named, SUBJECT, DEFAULT_THRESHOLD),
+            f"{SUBJECT}/calibrated": (named, SUBJECT, calibrate_threshold(embedder, named, texts))}
 
 
 def neighbour_negatives(parts: GateParts, texts: Sequence[str], *, limit: int = 40) -> list[str]:
@@ -149,7 +149,7 @@ def threshold_above(top: float, *, margin: float = 0.03) -> float:
     return round(max(DEFAULT_THRESHOLD, min(0.9, top + margin - HIGH_MARGIN)), 3)
 
 
-def _state(set_id: str, parts: GateParts, gate: str, threshold: float) -> GateState:
+def _state(set_id: str, parts: GateParts, gate: GateSetting, threshold: float) -> GateState:
     return GateState((ActiveSet(set_id, gate_only_artifacts(parts, gate), threshold, 0.0),))
 
 
@@ -168,7 +168,7 @@ def gate_run(embedder: Any, data: RwkuData, *, seed: int = 0) -> dict[str, Any]:
     records: dict[str, list[dict[str, Any]]] = {v: [] for v in VARIANTS}
     thresholds: dict[str, list[float]] = defaultdict(list)
     modes: dict[str, list[str]] = defaultdict(list)
-    states: dict[str, list[ActiveSet]] = {"auto": [], "hybrid": [], "subject": []}
+    states: dict[str, list[ActiveSet]] = {AUTO: [], HYBRID: [], SUBJECT: []}
     for i, target in enumerate(data.targets):
         forget, neighbor = data.of(target, "forget"), data.of(target, "neighbor")
         others = [p for p in forget_all if p.subject != target]

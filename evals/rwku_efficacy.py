@@ -22,7 +22,7 @@ import numpy as np
 from evals.metrics import contains_answer, is_collapsed, rate, rouge_l_recall
 from evals.rwku_bench import Probe, RwkuData
 from steering.calibrate import calibrate_alpha
-from steering.config import DEFAULT_THRESHOLD, BuildConfig, default_alpha
+from steering.config import AUTO, DEFAULT_THRESHOLD, HYBRID, PAPER, SUBJECT, BuildConfig, default_alpha
 from steering.forget_set import make_documents
 from steering.gates import ActiveSet, GateState
 from steering.guard import Guard, SamplingParams
@@ -40,7 +40,7 @@ FULL_TARGETS = 20
 QUICK_PER_FILE = 6
 MAX_NEW_TOKENS = 24
 #: Gate variants measured here (artifacts built once; only the gate rule differs).
-VARIANTS = ("auto", "auto+recheck", "hybrid", "paper", "subject")
+VARIANTS = (AUTO, f"{AUTO}+recheck", HYBRID, PAPER, SUBJECT)
 
 
 def chat(probe: Probe) -> list[dict[str, str]]:
@@ -77,9 +77,9 @@ def pick(probes: Sequence[Probe], per_level: int | None) -> list[Probe]:
 
 def variant_artifacts(art: ForgetSetArtifacts, target: str, texts: Sequence[str]) -> dict[str, ForgetSetArtifacts]:
     """The built artifacts (product default rule) under each gate rule; steering vectors shared."""
-    hybrid = with_gate(art, "hybrid", texts)
-    return {"auto": art, "auto+recheck": art, "hybrid": hybrid, "paper": with_gate(hybrid, "paper", texts),
-            "subject": with_gate(art, "subject", texts, subject=target)}
+    hybrid = with_gate(art, HYBRID, texts)
+    return {AUTO: art, f"{AUTO}+recheck": art, HYBRID: hybrid, PAPER: with_gate(hybrid, PAPER, texts),
+            SUBJECT: with_gate(art, SUBJECT, texts, subject=target)}
 
 
 def evaluate_target(guard: Guard, data: RwkuData, target: str, *, model_id: str,

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from evals import rwku_bench, rwku_efficacy
-from steering.config import DEFAULT_THRESHOLD, BuildConfig
+from steering.config import DEFAULT_THRESHOLD, PAPER, SUBJECT, BuildConfig
 
 
 def run(ctx: Any) -> dict[str, Any]:
@@ -138,7 +138,7 @@ def plots(section: dict[str, Any], out: Path) -> list[Path]:
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 5))
-    for name in ("paper", section["default_gate"], "subject"):
+    for name in (PAPER, section["default_gate"], SUBJECT):
         if name in variants:
             pts = variants[name]["per_target"]
             ax.scatter([p["neighbor"] for p in pts], [p["forget"] for p in pts], s=12, alpha=0.6, label=name)

@@ -38,7 +38,7 @@ from evals.tofu_protocol import (
     greedy_generate_fn,
     guard_steer_ctx,
 )
-from steering.config import DEFAULT_THRESHOLD, default_alpha
+from steering.config import DEFAULT_THRESHOLD, PAPER, default_alpha
 from steering.forget_set import QAPair, make_documents
 from steering.gates import ActiveSet, GateState
 
@@ -149,7 +149,7 @@ def run(ctx: Any) -> dict[str, Any]:
             extra = _gate_rates(guard, ctx.data_root, rows, split)
         elif name == "global-steering":
             assert art is not None
-            everywhere = GateState((ActiveSet("global", replace(art, gate="paper"), -1.0, alpha),))
+            everywhere = GateState((ActiveSet("global", replace(art, gate=PAPER), -1.0, alpha),))
             steer = guard_steer_ctx(guard, everywhere)
         elif name == "refusal-prompt":
             system = REFUSAL.format(names=", ".join(forget_authors(forget, ctx.data_root)))

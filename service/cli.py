@@ -21,6 +21,7 @@ from typing import Any
 from service.cli_backend import FINAL, CliError, LocalBackend, RemoteBackend, open_backend, where
 from service.cli_input import FORMATS, describe, read_forget_input, read_prompts
 from service.cli_output import build_progress, build_state, note, print_answer, print_gate, print_record
+from service.db_models import STATUSES
 from service.errors import EXIT_INVALID, error_body, exit_code_for, exit_code_for_code
 from service.generation import EngineError
 from service.registry import RegistryError
@@ -325,7 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     wait.add_argument("--poll", type=float, default=1.0, help="seconds between status checks")
     wait.set_defaults(func=cmd_forget_wait)
     lst = fsub.add_parser("list", parents=[common], help="every forget set, newest first")
-    lst.add_argument("--status", choices=["pending", "building", "active", "failed", "revoked"],
+    lst.add_argument("--status", choices=STATUSES,
                      help="only sets in this status (default: all)")
     lst.set_defaults(func=cmd_forget_list)
     show = fsub.add_parser("show", parents=[common], help="one forget set")

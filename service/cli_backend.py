@@ -81,25 +81,8 @@ class LocalBackend:
     # -- forget sets --------------------------------------------------------------------------
     def register(self, body: dict[str, Any], *, actor: str) -> dict[str, Any]:
         """Validate and store as ``pending``; returns the record."""
-        subjects = body.pop("subjects", None)
         reg = validated(ForgetSetCreateRequest, body).to_registration()
-        runtime = self.runtime
-        if not subjects:
-            return _record(runtime.register(reg, actor=actor))
-        from steering import QAPair, make_documents
-
-        # Runtime.register takes no subjects yet: its validation, then the registry call with them.
-        runtime.validate(reg)
-        docs = make_documents(reg.documents, [QAPair(q, a) for q, a in reg.qa] if reg.qa else None,
-                              max_documents=self.settings.max_forget_documents,
-                              max_chars=self.settings.max_document_chars)
-        record = self.registry.create(
-            name=reg.name, documents=list(docs.documents) if reg.documents is not None else None,
-            qa=[(p.question, p.answer) for p in docs.qa] if reg.qa is not None else None, retain=reg.retain,
-            reason=reg.reason, requested_by=reg.requested_by, ticket=reg.ticket, layer=reg.layer,
-            threshold=reg.threshold, alpha=reg.alpha, model_id=runtime.model_id, actor=actor,
-            subjects=subjects)
-        return _record(record)
+        return _record(self.runtime.register(reg, actor=actor))
 
     def build(self, fs_id: str, *, actor: str, progress: ProgressFn | None, timeout_s: float,
               on_poll: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:

@@ -15,7 +15,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sqlalchemy import (
     Boolean,
@@ -39,7 +39,11 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.types import TypeDecorator
 
-STATUSES = ("pending", "building", "active", "failed", "revoked")
+from steering import forget_set
+
+#: A forget set's life: pending -> building -> active, or failed; revoked from any of them.
+Status = Literal["pending", "building", "active", "failed", "revoked"]
+STATUSES: tuple[Status, ...] = get_args(Status)
 ACTIONS = ("create", "build_start", "activate", "fail", "update", "revoke", "recover")
 DOC_KINDS = ("documents", "qa")
 DOCUMENT_KINDS = ("forget", "retain")
@@ -224,6 +228,12 @@ class ForgetDocuments:
     documents: tuple[str, ...] | None
     qa: tuple[tuple[str, str], ...] | None
     retain: tuple[str, ...]
+
+    def forget_documents(self) -> forget_set.ForgetDocuments:
+        """The forget texts as the builder takes them (stored after validation: taken as they are)."""
+        if self.qa is not None:
+            return forget_set.ForgetDocuments(qa=tuple(forget_set.QAPair(q, a) for q, a in self.qa))
+        return forget_set.ForgetDocuments(documents=self.documents or ())
 
 
 @dataclass(frozen=True)

@@ -189,6 +189,10 @@ class Registry:
                actor: str, subjects: Sequence[str] | None = None) -> ForgetSetRecord:
         """Register a forget set in status ``pending``, with its texts (kept until revoked).
 
+        The texts come validated (``Runtime.validate``: limits, lengths, dedupe); what is checked here
+        is only what the tables need (exactly one kind, no blank text), for any other writer. Read
+        back, they are taken as they are (``ForgetDocuments.forget_documents``).
+
         Args:
             name: Display name.
             documents: Forget documents; give exactly one of ``documents`` and ``qa``.

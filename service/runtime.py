@@ -191,11 +191,12 @@ class Runtime:
         return self._artifact_cache[key]
 
     # -- forget sets ----------------------------------------------------------------------------
-    def validate(self, reg: Registration) -> None:
-        """Check a registration fully before anything is written (raises SteeringError)."""
+    def validate(self, reg: Registration) -> ForgetDocuments:
+        """Check a registration fully before anything is written (raises SteeringError); returns its
+        forget documents as they are stored: stripped and deduplicated, order kept."""
         qa = [QAPair(q, a) for q, a in reg.qa] if reg.qa is not None else None
-        make_documents(reg.documents, qa, max_documents=self.settings.max_forget_documents,
-                       max_chars=self.settings.max_document_chars)
+        docs = make_documents(reg.documents, qa, max_documents=self.settings.max_forget_documents,
+                              max_chars=self.settings.max_document_chars)
         if reg.retain is not None:
             check_texts(reg.retain, "retain", max_items=self.settings.max_forget_documents,
                         max_chars=self.settings.max_document_chars)
@@ -205,16 +206,17 @@ class Runtime:
             check_alpha(reg.alpha)
         if reg.layer is not None:
             check_layer(reg.layer, self.n_layers)
+        return docs
 
     def register(self, reg: Registration, *, actor: str) -> ForgetSetRecord:
-        """Validate and store a new forget set as ``pending`` (the build runs separately)."""
-        self.validate(reg)
-        docs = make_documents(reg.documents, [QAPair(q, a) for q, a in reg.qa] if reg.qa else None,
-                              max_documents=self.settings.max_forget_documents,
-                              max_chars=self.settings.max_document_chars)
+        """Validate and store a new forget set as ``pending`` (the build runs separately).
+
+        The documents are validated here, once: what the registry stores is that validated value,
+        and the build reads it back as such (``_stored``)."""
+        docs = self.validate(reg)
         return self.registry.create(
-            name=reg.name, documents=list(docs.documents) if reg.documents is not None else None,
-            qa=[(p.question, p.answer) for p in docs.qa] if reg.qa is not None else None,
+            name=reg.name, documents=list(docs.documents) if docs.kind == "documents" else None,
+            qa=[(p.question, p.answer) for p in docs.qa] if docs.kind == "qa" else None,
             retain=reg.retain, reason=reg.reason, requested_by=reg.requested_by, ticket=reg.ticket,
             layer=reg.layer, threshold=reg.threshold, alpha=reg.alpha, model_id=self.model_id, actor=actor,
             subjects=list(reg.subjects) or None)
@@ -258,13 +260,13 @@ class Runtime:
         return done
 
     def _stored(self, fs_id: str) -> tuple[ForgetDocuments, list[str]]:
-        """A set's stored texts as the validated forget documents and the retain list."""
+        """A set's stored texts: the forget documents and the retain list.
+
+        Not validated again: only ``register`` writes them, after ``validate``, so they are the
+        validated value (a set registered under larger limits still builds; the builder's own
+        ``max_documents`` cap still applies)."""
         stored = self.registry.documents(fs_id)
-        docs = make_documents(list(stored.documents) if stored.documents else None,
-                              [QAPair(q, a) for q, a in stored.qa] if stored.qa else None,
-                              max_documents=self.settings.max_forget_documents,
-                              max_chars=self.settings.max_document_chars)
-        return docs, list(stored.retain)
+        return stored.forget_documents(), list(stored.retain)
 
     def verify(self, fs_id: str, *, kinds: Sequence[str] | None = None) -> dict[str, Any] | None:
         """Run an active set's verification probes through the answer policy and store the report.

@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from steering.config import AUTO, GateSetting
+
 SCOPES = ("generate", "compare", "forget", "admin")
 
 
@@ -34,8 +36,8 @@ class Settings(BaseSettings):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="weights dtype")
 
     default_threshold: float = Field(0.55, ge=-1.0, le=1.0, description="gate threshold T for new forget sets")
-    default_gate: Literal["auto", "hybrid", "subject", "paper"] = Field(
-        "auto", description="gate rule for new forget sets: auto (subject for one person, else hybrid), "
+    default_gate: GateSetting = Field(
+        AUTO, description="gate rule for new forget sets: auto (subject for one person, else hybrid), "
         "hybrid, subject, or paper (the paper's centroid gate, for comparisons)")
     default_alpha: float | None = Field(
         None, ge=0.0, description="strength for new forget sets; unset = calibrated per model (0.2 if unknown)")

@@ -2,10 +2,10 @@
 forget set's answers while its outputs stay proper replies (GUARD-IT, arXiv 2605.12765).
 
 Judged on probes the base model answers correctly: a QA set's questions, half of them asked in
-other words, or cloze probes mined from a text set's documents (``steering.calibration_probes``). All probes
-of a strength go through one batched generate call with few new tokens, and the ladder starts at
-the model's default strength (never below it once something is known) and stops at the first
-strength that holds.
+other words, or cloze probes mined from a text set's documents
+(``steering.probes.calibration_probes``). All probes of a strength go through one batched
+generate call with few new tokens, and the ladder starts at the model's default strength (never
+below it once something is known) and stops at the first strength that holds.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from steering.calibration_probes import Probe, probes_for
 from steering.checks import EmbedFn, degenerate_flags, gives_answer, is_collapsed
 from steering.forget_set import ForgetDocuments
 from steering.gates import ActiveSet, GateState
 from steering.guard import Guard, SamplingParams
+from steering.probes import Probe, calibration_probes
 from steering.vectors import ForgetSetArtifacts, ProgressFn, embed
 
 logger = logging.getLogger(__name__)
@@ -107,11 +107,11 @@ def calibrate_alpha(guard: Guard, docs: ForgetDocuments, artifacts: ForgetSetArt
     def state_at(alpha: float) -> GateState:
         return GateState((ActiveSet("calibration", artifacts, threshold, alpha),))
 
-    probes = probes_for(docs, candidates)
+    probes = calibration_probes(docs, candidates)
     opened = guard.gate([p.prompt for p in probes], state_at(fallback)) if probes else []
     missed = sum(not m for m in opened)
     probes = [p for p, m in zip(probes, opened, strict=True) if m]
-    held_out = sum(p.kind != "question" for p in probes)
+    held_out = sum(p.kind != "own" for p in probes)
     steps = [0, 2 + len(ladder)]
 
     def tick() -> None:
@@ -144,10 +144,10 @@ def calibrate_alpha(guard: Guard, docs: ForgetDocuments, artifacts: ForgetSetArt
         return done(fallback, 0, 0.0, 0.0, (), False)
     base = generate(probes, None)
     known = [i for i, (p, out) in enumerate(zip(probes, base, strict=True))
-             if gives_answer(out, p.answer)][:sample]
+             if p.expected is not None and gives_answer(out, p.expected)][:sample]
     # A probe the base model already answers with an echo or off topic (often a reply cut at
     # ``max_new_tokens`` while restating the question) cannot show steering made it so.
-    base_flags = degenerate_flags([p.text for p in probes], base, embed=embed_fn)
+    base_flags = degenerate_flags([p.text() for p in probes], base, embed=embed_fn)
 
     if not known:
         # Nothing to forget can be measured, but fluency can: the default strength is kept only if
@@ -158,7 +158,7 @@ def calibrate_alpha(guard: Guard, docs: ForgetDocuments, artifacts: ForgetSetArt
 
         def degenerate(alpha: float) -> float:
             outputs = generate(batch, alpha)
-            flags = degenerate_flags([p.text for p in batch], outputs, embed=embed_fn)
+            flags = degenerate_flags([p.text() for p in batch], outputs, embed=embed_fn)
             bad = [is_collapsed(o) or (f and not b)
                    for o, f, b in zip(outputs, flags, base_flags[: len(batch)], strict=True)]
             return sum(bad) / len(batch)
@@ -173,12 +173,12 @@ def calibrate_alpha(guard: Guard, docs: ForgetDocuments, artifacts: ForgetSetArt
     unknown = [i for i in range(len(probes)) if i not in set(known)]
     chosen = sorted(known + unknown[: max(0, rows - len(known))])
     batch = [probes[i] for i in chosen]
-    answers = [probes[i].answer if i in known else None for i in chosen]
+    answers = [probes[i].expected if i in known else None for i in chosen]
     rungs = floor_ladder(ladder, fallback)
     steps[1] = 1 + len(rungs)
 
     def measure(alpha: float) -> tuple[float, float]:
-        return fluent_forgetting(generate(batch, alpha), answers, questions=[p.text for p in batch],
+        return fluent_forgetting(generate(batch, alpha), answers, questions=[p.text() for p in batch],
                                  embed=embed_fn, baseline=[base_flags[i] for i in chosen])
 
     alpha, tried = choose_alpha(rungs, measure, target=target, max_collapsed=max_collapsed)

@@ -4,8 +4,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Final, Literal, get_args
 
 from steering.errors import ConfigError
+
+#: Gate rules a built forget set uses (``steering.gates``); the order is the index stored with the
+#: artifacts, so a rule is only ever appended.
+GateRule = Literal["paper", "hybrid", "subject"]
+#: A rule as asked for: one of the rules, or ``auto`` (resolved once per set by
+#: ``steering.vectors.build_gate``).
+GateSetting = Literal["paper", "hybrid", "subject", "auto"]
+PAPER: Final = "paper"
+HYBRID: Final = "hybrid"
+SUBJECT: Final = "subject"
+AUTO: Final = "auto"
+GATE_RULES: tuple[GateRule, ...] = get_args(GateRule)
+GATE_SETTINGS: tuple[GateSetting, ...] = get_args(GateSetting)
+#: Rules that compare the prompt with every document (they keep the document embeddings).
+DOC_GATES: tuple[GateRule, ...] = (HYBRID, SUBJECT)
 
 #: Paper defaults (METHOD.md step 6 and Eq. 8).
 DEFAULT_THRESHOLD = 0.55
@@ -15,6 +31,12 @@ DEFAULT_ALPHA = 0.2
 #: Llama-3.2 1B-8B and leaves SmolLM2-135M's answers intact; the measurements behind the value are
 #: in docs/results/calibration.md.
 CALIBRATED_ALPHA: dict[str, float] = {"smollm2-135m-instruct": 0.3}
+
+
+def _alternatives(names: tuple[str, ...]) -> str:
+    """``'a', 'b' or 'c'``: the names as an error message lists them."""
+    quoted = [repr(n) for n in names]
+    return ", ".join(quoted[:-1]) + " or " + quoted[-1] if len(quoted) > 1 else quoted[0]
 
 
 def default_alpha(model_id: str) -> float:
@@ -95,14 +117,13 @@ class BuildConfig:
     max_documents: int = 5000
     max_doc_tokens: int = 512
     batch_size: int = 8
-    gate: str = "auto"
+    gate: GateSetting = AUTO
     subject: str | None = None
     subjects: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.gate not in ("paper", "hybrid", "subject", "auto"):
-            raise ConfigError(f"expected gate 'paper', 'hybrid', 'subject' or 'auto', found {self.gate!r}",
-                              field="gate")
+        if self.gate not in GATE_SETTINGS:
+            raise ConfigError(f"expected gate {_alternatives(GATE_SETTINGS)}, found {self.gate!r}", field="gate")
         check_threshold(self.threshold)
         check_alpha(self.alpha)
         if self.k_max < 1:

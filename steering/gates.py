@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from steering.config import check_alpha, check_threshold
+from steering.config import DOC_GATES, PAPER, SUBJECT, check_alpha, check_threshold
 from steering.entities import given_alone, mentions, names_subject
 from steering.errors import UnknownForgetSetError
 from steering.hooks import SteeringPlan
@@ -89,7 +89,7 @@ class GateState:
         object.__setattr__(self, "_cluster", np.concatenate(
             [np.arange(p.shape[0]) for p in parts]) if parts else np.zeros(0, np.int64))
         object.__setattr__(self, "_thresholds", np.concatenate(
-            [np.full(p.shape[0], s.threshold if s.artifacts.gate == "paper" else np.inf, np.float32)
+            [np.full(p.shape[0], s.threshold if s.artifacts.gate == PAPER else np.inf, np.float32)
              for s, p in zip(self.sets, parts, strict=True)])
             if parts else np.zeros(0, np.float32))
 
@@ -175,7 +175,7 @@ class GateState:
         opened: list[tuple[int, int, float]] = []
         for owner, active in enumerate(self.sets):
             art = active.artifacts
-            if art.gate not in ("hybrid", "subject") or art.doc_embeddings is None:
+            if art.gate not in DOC_GATES or art.doc_embeddings is None:
                 continue
             doc_sims = np.asarray(rows, dtype=np.float32) @ art.doc_embeddings.numpy().T  # [n_rows, n_docs]
             best_doc = int(doc_sims.max(axis=0).argmax())
@@ -215,12 +215,12 @@ def _named(art: ForgetSetArtifacts, s: float, threshold: float, texts: Sequence[
     Naming any subject of the set counts (a set about two people protects both); under the hybrid
     rule the subjects are the names given at registration, at the hybrid floor.
     """
-    floor = threshold - (SUBJECT_LOW_MARGIN if art.gate == "subject" else LOW_MARGIN)
+    floor = threshold - (SUBJECT_LOW_MARGIN if art.gate == SUBJECT else LOW_MARGIN)
     if s < floor:
         return False
     if any(names_subject(t, subject) for subject in art.subjects for t in texts):
         return True
-    if art.gate == "subject":
+    if art.gate == SUBJECT:
         return s >= threshold - GIVEN_LOW_MARGIN and any(
             given_alone(r, subject, common=True) for subject in art.subjects for t in texts
             for r in (t, *respellings(t)))

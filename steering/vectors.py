@@ -16,7 +16,19 @@ import torch
 
 from steering.activations import PooledActivations, pool_activations
 from steering.clustering import Clustering, cluster_embeddings
-from steering.config import BuildConfig, check_layer, default_layer
+from steering.config import (
+    AUTO,
+    DOC_GATES,
+    GATE_RULES,
+    HYBRID,
+    PAPER,
+    SUBJECT,
+    BuildConfig,
+    GateRule,
+    GateSetting,
+    check_layer,
+    default_layer,
+)
 from steering.entities import Subject, mine_entities, mine_subjects, named_subjects, names_subject
 from steering.errors import ConfigError, ForgetSetError, SteeringError
 from steering.forget_set import ForgetDocuments, render_documents, render_texts
@@ -26,17 +38,11 @@ from steering.leakcheck import LeakProfile, build_leak_profile
 
 logger = logging.getLogger(__name__)
 
-#: Gate rules a forget set can use (index stored with the artifacts).
-GATE_MODES: tuple[str, ...] = ("paper", "hybrid", "subject")
-
 #: ``auto`` uses the subject gate when the people mined (every subject of the set together) are
 #: named in at least this share of the documents, else hybrid. Measured: RWKU passages (one person
 #: each) 0.37-1.0, median 0.85; TOFU forget01, forget05 and forget10 (2, 10 and 20 authors, every
 #: one mined) 1.0.
 AUTO_MIN_COVERAGE = 0.3
-
-#: Gate rules that compare the prompt with every document (they keep the document embeddings).
-DOC_GATES: tuple[str, ...] = ("hybrid", "subject")
 
 #: Called as progress(stage, done, total) while building. Stages, in order: ``embed`` and ``cluster``
 #: (0 of 1, then 1 of 1), ``forget`` and ``retain`` (texts pooled so far), then the calibration's
@@ -87,7 +93,7 @@ class ForgetSetArtifacts:
     layer: int
     labels: torch.Tensor
     silhouette: float | None
-    gate: str = "paper"
+    gate: GateRule = PAPER
     doc_embeddings: torch.Tensor | None = None
     entities: tuple[str, ...] = ()
     subjects: tuple[Subject, ...] = ()
@@ -108,7 +114,7 @@ class ForgetSetArtifacts:
             "labels": self.labels.contiguous(),
             "silhouette": torch.tensor([float("nan") if self.silhouette is None else self.silhouette],
                                        dtype=torch.float64),
-            "gate": torch.tensor([GATE_MODES.index(self.gate)], dtype=torch.int64),
+            "gate": torch.tensor([GATE_RULES.index(self.gate)], dtype=torch.int64),
             "entities": torch.tensor(list(json.dumps(list(self.entities)).encode("utf-8")), dtype=torch.uint8),
             **({"doc_embeddings": self.doc_embeddings.contiguous()} if self.doc_embeddings is not None else {}),
             **({"subjects": _json_tensor([s.to_json() for s in self.subjects])} if self.subjects else {}),
@@ -127,7 +133,7 @@ class ForgetSetArtifacts:
             layer=int(tensors["layer"][0]),
             labels=tensors["labels"],
             silhouette=None if np.isnan(sil) else sil,
-            gate=GATE_MODES[int(tensors["gate"][0])] if "gate" in tensors else "paper",
+            gate=GATE_RULES[int(tensors["gate"][0])] if "gate" in tensors else PAPER,
             doc_embeddings=tensors["doc_embeddings"].float() if "doc_embeddings" in tensors else None,
             entities=tuple(json.loads(bytes(tensors["entities"].tolist()).decode("utf-8")))
             if "entities" in tensors else (),
@@ -200,7 +206,7 @@ class GateParts:
     entities: tuple[str, ...]
     subjects: tuple[Subject, ...] = ()
     #: the rule these parts are for (``auto`` resolved); None = the config's
-    mode: str | None = None
+    mode: GateRule | None = None
 
 
 def build_gate(embedder: Any, docs: ForgetDocuments, config: BuildConfig = BuildConfig(),
@@ -222,8 +228,8 @@ def build_gate(embedder: Any, docs: ForgetDocuments, config: BuildConfig = Build
     return GateParts(clustering, emb, entities, subjects, mode)
 
 
-def gate_names(texts: Sequence[str], labels: np.ndarray, gate: str, *, subject: str | None = None,
-               subjects: Sequence[str] = ()) -> tuple[str, tuple[str, ...], tuple[Subject, ...]]:
+def gate_names(texts: Sequence[str], labels: np.ndarray, gate: GateSetting, *, subject: str | None = None,
+               subjects: Sequence[str] = ()) -> tuple[GateRule, tuple[str, ...], tuple[Subject, ...]]:
     """The resolved rule, its names and subjects for documents clustered as ``labels`` ``[n_docs]``.
 
     Args:
@@ -235,20 +241,20 @@ def gate_names(texts: Sequence[str], labels: np.ndarray, gate: str, *, subject: 
             but ``paper``.
     """
     given = tuple(n.strip() for n in subjects if n.strip())
-    if gate in ("subject", "auto"):
+    if gate in (SUBJECT, AUTO):
         found = mine_subjects(texts, given, name=subject)
-        if gate == "subject" or subject_coverage(texts, found) >= AUTO_MIN_COVERAGE:
-            return "subject", tuple(dict.fromkeys(n for s in found for n in s.names)), found
-        gate = "hybrid"
-    if gate == "hybrid":
+        if gate == SUBJECT or subject_coverage(texts, found) >= AUTO_MIN_COVERAGE:
+            return SUBJECT, tuple(dict.fromkeys(n for s in found for n in s.names)), found
+        gate = HYBRID
+    if gate == HYBRID:
         # A name must recur in a good share of a typical cluster, so places and genres mentioned
         # in passing are not taken for what the set is about.
         typical = float(np.median(np.bincount(labels)))
-        return gate, mine_entities(texts, min_count=max(2, int(0.4 * typical))), named_subjects(texts, given)
-    return gate, (), ()
+        return HYBRID, mine_entities(texts, min_count=max(2, int(0.4 * typical))), named_subjects(texts, given)
+    return PAPER, (), ()
 
 
-def with_gate(artifacts: ForgetSetArtifacts, gate: str, texts: Sequence[str], *,
+def with_gate(artifacts: ForgetSetArtifacts, gate: GateSetting, texts: Sequence[str], *,
               doc_embeddings: np.ndarray | None = None, subject: str | None = None,
               subjects: Sequence[str] = ()) -> ForgetSetArtifacts:
     """The same steering vectors under another gate rule (names mined again from the documents).
@@ -275,13 +281,13 @@ def subject_coverage(texts: Sequence[str], subjects: Subject | Sequence[Subject]
     return sum(any(names_subject(t, s) for s in people) for t in texts) / max(1, len(texts))
 
 
-def gate_only_artifacts(parts: GateParts, gate: str) -> ForgetSetArtifacts:
+def gate_only_artifacts(parts: GateParts, gate: GateSetting) -> ForgetSetArtifacts:
     """Artifacts with the gate's parts and empty steering parts (gate evaluation without the LLM).
 
     ``gate="auto"`` takes the rule the parts were resolved to.
     """
-    if gate == "auto":
-        gate = parts.mode or "hybrid"
+    if gate == AUTO:
+        gate = parts.mode or HYBRID
     k = parts.clustering.k
     return ForgetSetArtifacts(
         centroids=torch.from_numpy(parts.clustering.centroids), psvs=torch.zeros(k, 1),
@@ -325,7 +331,7 @@ def build_artifacts(
     depth = n_layers(model)
     layer = default_layer(depth) if config.layer is None else check_layer(config.layer, depth)
     parts = build_gate(embedder, docs, config, progress)
-    gate = parts.mode or config.gate
+    gate = parts.mode or HYBRID  # build_gate always resolves the rule (auto included)
     clustering = parts.clustering
     rendered = render_documents(tokenizer, docs)
     total = len(rendered)

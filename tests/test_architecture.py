@@ -9,6 +9,7 @@ environment, and only ``service`` itself imports ``service``.
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -186,3 +187,16 @@ def test_the_checker_reports_each_kind_of_violation(path: str, source: str, expe
 )
 def test_the_checker_accepts_allowed_imports(path: str, source: str) -> None:
     assert check_source(source, REPO / path, REPO) == []
+
+
+def test_the_readme_layout_names_every_module() -> None:
+    # The README's Layout section is a newcomer's map of the tree: a module added, moved or removed
+    # without it is a map that lies.
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    layout = readme[readme.index("## Layout"):readme.index("Imports point one way")]
+    named = set(re.findall(r"\b(\w+\.py)\b", layout))
+    missing = [str(path.relative_to(REPO)) for package in PACKAGES for path in package_files(package)
+               if path.name != "__init__.py" and path.name not in named]
+    assert missing == []
+    modules = {path.name for package in PACKAGES for path in package_files(package)}
+    assert sorted(named - modules - {"finetune_tofu.py", "script.py"}) == []

@@ -9,7 +9,7 @@ with ``finish_reason: "length"``) instead of refused, as an OpenAI client expect
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -137,16 +137,25 @@ class ChatChoice(BaseModel):
     logprobs: None = None
 
 
-class ChatCompletionResponse(BaseModel):
-    """``chat.completion``; ``guardit`` only for callers allowed to see the gate."""
+class _OpenAIObject(BaseModel):
+    """The fields every OpenAI response object and stream chunk has, in OpenAI's order; each
+    subclass narrows ``object`` and ``choices`` (pydantic keeps a redeclared field's place)."""
 
     id: str
-    object: Literal["chat.completion"] = "chat.completion"
+    object: str
     created: int
     model: str
+    choices: list[Any]
+    usage: OpenAIUsage | None = None
+    guardit: GuarditInfo | None = None
+
+
+class ChatCompletionResponse(_OpenAIObject):
+    """``chat.completion``; ``guardit`` only for callers allowed to see the gate."""
+
+    object: Literal["chat.completion"] = "chat.completion"
     choices: list[ChatChoice]
     usage: OpenAIUsage
-    guardit: GuarditInfo | None = None
 
 
 class CompletionChoice(BaseModel):
@@ -158,16 +167,11 @@ class CompletionChoice(BaseModel):
     logprobs: None = None
 
 
-class CompletionResponse(BaseModel):
+class CompletionResponse(_OpenAIObject):
     """``text_completion`` (also the stream chunk shape); ``guardit`` as in chat."""
 
-    id: str
     object: Literal["text_completion"] = "text_completion"
-    created: int
-    model: str
     choices: list[CompletionChoice]
-    usage: OpenAIUsage | None = None
-    guardit: GuarditInfo | None = None
 
 
 class ChunkDelta(BaseModel):
@@ -186,16 +190,11 @@ class ChunkChoice(BaseModel):
     logprobs: None = None
 
 
-class ChatCompletionChunk(BaseModel):
+class ChatCompletionChunk(_OpenAIObject):
     """``chat.completion.chunk``; ``guardit`` rides on the first and the last chunk when shown."""
 
-    id: str
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
-    created: int
-    model: str
     choices: list[ChunkChoice]
-    usage: OpenAIUsage | None = None
-    guardit: GuarditInfo | None = None
 
 
 class ModelCard(BaseModel):

@@ -15,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from service.auth import require_scope
+from service.db_models import Status
 from service.deps import LoadedRuntimeDep, RuntimeDep, parse_body
 from service.errors import error_responses
 from service.openapi import json_body
@@ -33,7 +34,6 @@ logger = logging.getLogger(__name__)
 router = APIRouter(tags=["forget-sets"])
 ForgetScope = Annotated[str, Depends(require_scope("forget"))]
 SetId = Annotated[str, Path(description="forget-set id, e.g. fs_0123456789ab")]
-Status = Literal["pending", "building", "active", "failed", "revoked"]
 Reason = Annotated[str, Query(min_length=1, max_length=2000, description="why (audited)")]
 FORGET_ERRORS = error_responses(401, 403, 404, 409, 413, 415, 422, 503)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -79,22 +80,8 @@ async def models(_key: ScopeDep, engine: EngineDep) -> ModelList:
 async def chat_completions(request: Request, _key: ScopeDep, engine: EngineDep) -> Any:
     """OpenAI's chat body (``n`` must be 1); ``stream`` gives ``chat.completion.chunk`` events."""
     body = await parse_body(request, ChatCompletionRequest)
-    _check_model(engine, body.model)
-    rid, show = request_id(request), shows_gate(request)
-    req = body.to_request(request_id=rid, route="/v1/chat/completions", settings=engine.settings)
-    base: dict[str, Any] = {"id": f"chatcmpl-{rid}", "created": int(time.time()), "model": body.model}
-    if body.stream:
-        def chunk(text: str | None, finish: str | None, info: GuarditInfo | None, usage: Any) -> BaseModel:
-            choices = [] if usage else [ChunkChoice(delta=ChunkDelta(
-                role="assistant" if text == "" else None, content=text), finish_reason=finish)]
-            return ChatCompletionChunk(**base, choices=choices, guardit=info, usage=usage)
-        include = bool(body.stream_options and body.stream_options.include_usage)
-        return sse_response(_chunks(await engine.open_stream(req), chunk, include, show))
-    gen = await engine.generate(req)
-    return json_response(ChatCompletionResponse(
-        **base, choices=[ChatChoice(message=AssistantMessage(content=gen.text),
-                                    finish_reason=gen.finish_reason)],
-        usage=openai_usage(gen), guardit=guardit_info(gen) if show else None))
+    return await _respond(request, engine, body, route="/v1/chat/completions", id_prefix="chatcmpl",
+                          chunk=_chat_chunk, reply=_chat_reply)
 
 
 @router.post("/v1/completions", response_model=CompletionResponse, responses=GENERATION_ERRORS,
@@ -103,17 +90,45 @@ async def chat_completions(request: Request, _key: ScopeDep, engine: EngineDep) 
 async def completions(request: Request, _key: ScopeDep, engine: EngineDep) -> Any:
     """OpenAI's completions body (``n`` must be 1); ``prompt`` is used verbatim."""
     body = await parse_body(request, CompletionRequest)
+    return await _respond(request, engine, body, route="/v1/completions", id_prefix="cmpl",
+                          chunk=_completion_chunk, reply=_completion_reply)
+
+
+async def _respond(request: Request, engine: Engine, body: ChatCompletionRequest | CompletionRequest, *,
+                   route: str, id_prefix: str, chunk: Callable[..., BaseModel],
+                   reply: Callable[[dict[str, Any], Generation, bool], BaseModel]) -> Any:
+    """Both OpenAI routes after parsing: the model check, then a stream of ``chunk(base, ...)``
+    events or one ``reply(base, generation, show)``; ``base`` holds the id, created and model."""
     _check_model(engine, body.model)
     rid, show = request_id(request), shows_gate(request)
-    req = body.to_request(request_id=rid, route="/v1/completions", settings=engine.settings)
-    base: dict[str, Any] = {"id": f"cmpl-{rid}", "created": int(time.time()), "model": body.model}
+    req = body.to_request(request_id=rid, route=route, settings=engine.settings)
+    base: dict[str, Any] = {"id": f"{id_prefix}-{rid}", "created": int(time.time()), "model": body.model}
     if body.stream:
-        def chunk(text: str | None, finish: str | None, info: GuarditInfo | None, usage: Any) -> BaseModel:
-            choices = [] if usage else [CompletionChoice(text=text or "", finish_reason=finish)]
-            return CompletionResponse(**base, choices=choices, guardit=info, usage=usage)
         include = bool(body.stream_options and body.stream_options.include_usage)
-        return sse_response(_chunks(await engine.open_stream(req), chunk, include, show))
-    gen = await engine.generate(req)
+        return sse_response(_chunks(await engine.open_stream(req), partial(chunk, base), include, show))
+    return json_response(reply(base, await engine.generate(req), show))
+
+
+def _chat_chunk(base: dict[str, Any], text: str | None, finish: str | None, info: GuarditInfo | None,
+                usage: Any) -> BaseModel:
+    choices = [] if usage else [ChunkChoice(delta=ChunkDelta(
+        role="assistant" if text == "" else None, content=text), finish_reason=finish)]
+    return ChatCompletionChunk(**base, choices=choices, guardit=info, usage=usage)
+
+
+def _chat_reply(base: dict[str, Any], gen: Generation, show: bool) -> BaseModel:
+    return ChatCompletionResponse(
+        **base, choices=[ChatChoice(message=AssistantMessage(content=gen.text), finish_reason=gen.finish_reason)],
+        usage=openai_usage(gen), guardit=guardit_info(gen) if show else None)
+
+
+def _completion_chunk(base: dict[str, Any], text: str | None, finish: str | None, info: GuarditInfo | None,
+                      usage: Any) -> BaseModel:
+    choices = [] if usage else [CompletionChoice(text=text or "", finish_reason=finish)]
+    return CompletionResponse(**base, choices=choices, guardit=info, usage=usage)
+
+
+def _completion_reply(base: dict[str, Any], gen: Generation, show: bool) -> BaseModel:
     choice = CompletionChoice(text=gen.text, finish_reason=gen.finish_reason)
-    return json_response(CompletionResponse(**base, choices=[choice], usage=openai_usage(gen),
-                                            guardit=guardit_info(gen) if show else None))
+    return CompletionResponse(**base, choices=[choice], usage=openai_usage(gen),
+                              guardit=guardit_info(gen) if show else None)

@@ -1,5 +1,5 @@
 """The alpha calibration's decision rule (steering.calibrate), on measurement tables written by hand,
-and the probes it is judged on (steering.calibration_probes)."""
+and the probes it is judged on (steering.probes.calibration_probes)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from steering.calibrate import (
     floor_ladder,
     fluent_forgetting,
 )
-from steering.calibration_probes import cloze_probes, paraphrase, probes_for, question_probes, spread
 from steering.config import BuildConfig
 from steering.forget_set import QAPair, make_documents
 from steering.guard import Guard
+from steering.probes import calibration_probes, cloze_probes, paraphrase, question_probes, spread
 
 LADDER = (0.2, 0.25, 0.3, 0.35)
 
@@ -138,10 +138,10 @@ def test_paraphrases_reword_the_stem_or_wrap_the_question() -> None:
 def test_question_probes_spread_over_the_set_and_hold_half_of_them_out() -> None:
     pairs = [QAPair(f"What is fact number {i}?", f"answer {i}") for i in range(100)]
     probes = question_probes(pairs, 10)
-    assert [p.answer for p in probes] == [f"answer {i}" for i in spread(100, 10)]
+    assert [p.expected for p in probes] == [f"answer {i}" for i in spread(100, 10)]
     assert spread(100, 10)[0] == 0 and spread(100, 10)[-1] == 99 and len(spread(100, 10)) == 10
-    assert [p.kind for p in probes[:4]] == ["question", "paraphrase", "question", "paraphrase"]
-    assert probes[1].text == "Tell me what fact number 11 is." and probes[1].prompt == [
+    assert [p.kind for p in probes[:4]] == ["own", "paraphrase", "own", "paraphrase"]
+    assert probes[1].text() == "Tell me what fact number 11 is." and probes[1].prompt == [
         {"role": "user", "content": "Tell me what fact number 11 is."}]
 
 
@@ -151,7 +151,7 @@ def test_cloze_probes_cut_a_sentence_before_its_date_number_or_name() -> None:
             "His famous equation is widely known.",
             "The official currency of Japan is the yen, issued by the Bank of Japan."]
     probes = cloze_probes(docs, 10)
-    got = [(p.prompt, p.answer) for p in probes]
+    got = [(p.prompt, p.expected) for p in probes]
     assert got == [
         ("Albert Einstein was born in", "Ulm"),
         ("The official currency of", "Japan"),
@@ -160,8 +160,8 @@ def test_cloze_probes_cut_a_sentence_before_its_date_number_or_name() -> None:
     assert all(p.kind == "cloze" and isinstance(p.prompt, str) for p in probes)
     assert len(cloze_probes(docs, 2)) == 2
     # A text set gets cloze probes, a QA set question probes.
-    assert probes_for(make_documents(documents=docs), 10)[0].kind == "cloze"
-    assert probes_for(make_documents(qa=[QAPair("Who?", "Me")]), 10)[0].kind == "question"
+    assert calibration_probes(make_documents(documents=docs), 10)[0].kind == "cloze"
+    assert calibration_probes(make_documents(qa=[QAPair("Who?", "Me")]), 10)[0].kind == "own"
 
 
 def test_calibration_facts_carry_the_choice_the_ladder_and_the_probe_counts() -> None:
