@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from steering.config import AUTO, GateSetting
+from steering.config import AUTO, DEFAULT_THRESHOLD, GateSetting
 
 SCOPES = ("generate", "compare", "forget", "admin")
 
@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="torch device")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="weights dtype")
 
-    default_threshold: float = Field(0.55, ge=-1.0, le=1.0, description="gate threshold T for new forget sets")
+    default_threshold: float = Field(DEFAULT_THRESHOLD, ge=-1.0, le=1.0, description="gate threshold T for new forget sets")
     default_gate: GateSetting = Field(
         AUTO, description="gate rule for new forget sets: auto (subject for one person, else hybrid), "
         "hybrid, subject, or paper (the paper's centroid gate, for comparisons)")
