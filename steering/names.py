@@ -242,9 +242,8 @@ def fuzzy_spans(found: Words, name: str, *, vowels: bool = True) -> list[tuple[i
     key = norm("".join(parts))
     bound = edit_bound(len("".join(parts)))
     starts: set[int] = set()
-    for size in range(len(key) - bound, len(key) + bound + 1):  # the whole name run together in one word
-        for w in found.by_length.get(size, ()):
-            starts.update(found.positions[w])
+    if vowels:  # the whole name run together in one word ("nikolaiabilov")
+        starts.update(found.near(key, bound))
     for j, part in enumerate(parts):
         if len(part) < 3:
             continue  # "al", "de": too many near words to anchor on
