@@ -74,7 +74,8 @@ class VllmEngine(Engine):
 
     Args:
         runtime: the loaded model (gate, answer policy, builds), registry and gate snapshot.
-        settings: as for ``Engine``, plus ``tensor_parallel_size``.
+        settings: as for ``Engine`` (``max_batch_size`` is vLLM's ``max_num_seqs``), plus
+            ``tensor_parallel_size`` and ``kv_cache_gib``.
     """
 
     def __init__(self, runtime: Runtime, settings: Settings) -> None:
@@ -109,7 +110,7 @@ class VllmEngine(Engine):
         return self._llm is not None and self._accepting
 
     def start(self) -> None:
-        """Start vLLM (spawns its engine-core process; the first start compiles) if not yet; idempotent."""
+        """Start vLLM (it spawns an engine-core and a worker process: about a minute) if not yet; idempotent."""
         with self._cv:
             if self._llm is not None:
                 return
