@@ -5,13 +5,17 @@ Engine in this process instead), runs 1/4/8/16 closed-loop clients on fixed prom
 aggregate tokens/s, p50/p99 latency, the ratio to one client and to plain batched ``model.generate``
 at the same batch size measured in the same run. Steering on (a small forget set, half the clients
 open its gate) and off (the set disabled) are interleaved per client count.
-Usage: python benchmarks/serve_bench.py [--quick] [--inprocess] [--clients 1,4,8,16] [--tokens 64]
+``--engine native,vllm`` measures both engines (``GUARDIT_ENGINE``) one after the other in the same run; the
+vLLM server runs under ``.venv-vllm`` (``scripts/setup_vllm.sh``) when this interpreter has no vLLM.
+Usage: python benchmarks/serve_bench.py [--quick] [--inprocess] [--engine native,vllm] [--clients 1,4,8,16]
+       [--tokens 64]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import shutil
@@ -118,19 +122,30 @@ async def run_clients(request: Request, clients: int, rounds: int) -> dict[str, 
             "tokens": produced[0] / len(latencies)}
 
 
+def python_for(engine: str) -> str:
+    """This interpreter, or the vLLM venv's for ``vllm`` when this one cannot import vLLM."""
+    if engine == "vllm" and importlib.util.find_spec("vllm") is None:
+        venv = REPO / ".venv-vllm" / "bin" / "python"
+        if not venv.exists():
+            raise SystemExit("--engine vllm needs .venv-vllm: run scripts/setup_vllm.sh")
+        return str(venv)
+    return sys.executable
+
+
 class Server:
     """``python -m service.cli serve`` on a free loopback port, over the benchmark's data dir."""
 
-    def __init__(self, data_dir: Path, max_batch: int) -> None:
+    def __init__(self, data_dir: Path, max_batch: int, engine: str = "native") -> None:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
         env = {**os.environ, "GUARDIT_DATA_DIR": str(data_dir), "GUARDIT_NUM_THREADS": "2",
                "GUARDIT_MAX_BATCH_SIZE": str(max_batch), "GUARDIT_SYNC_INTERVAL_S": "0.2",
-               "GUARDIT_MAX_NEW_TOKENS": "512", "GUARDIT_LOG_LEVEL": "WARNING", "PYTHONPATH": str(REPO)}
+               "GUARDIT_MAX_NEW_TOKENS": "512", "GUARDIT_LOG_LEVEL": "WARNING", "PYTHONPATH": str(REPO),
+               "GUARDIT_ENGINE": engine}
         env.pop("GUARDIT_API_KEYS", None)
-        self.log = open(data_dir / "server.log", "w")  # noqa: SIM115 - closed in stop()
-        command = [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1",
+        self.log = open(data_dir / f"server-{engine}.log", "w")  # noqa: SIM115 - closed in stop()
+        command = [python_for(engine), "-m", "service.cli", "serve", "--host", "127.0.0.1",
                    "--port", str(self.port)]
         self.proc = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
 
@@ -157,21 +172,33 @@ class Server:
 
 
 async def bench(args: argparse.Namespace) -> None:
-    import httpx
-
     clients = [int(c) for c in args.clients.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="guardit-serve-bench-"))
     rt, set_id = make_runtime(tmp, args.cache)
     gate = rt.guard.gate([[{"role": "user", "content": p}] for p in prompts_for(max(clients))])
     emit(f"gate open for {sum(bool(m) for m in gate)}/{len(gate)} client prompts")
+    try:
+        for engine_name in args.engine.split(","):  # the same clients against each engine, in one run
+            emit(f"engine {engine_name}")
+            await bench_engine(args, rt, set_id, tmp, clients, engine_name)
+    finally:
+        rt.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+async def bench_engine(args: argparse.Namespace, rt: Runtime, set_id: str, tmp: Path, clients: list[int],
+                       engine_name: str) -> None:
+    import httpx
+
     server: Server | None = None
     http = httpx.AsyncClient(timeout=600)
     if args.inprocess:
-        from service.engine import Engine, GenerationRequest
+        from service.engine import GenerationRequest
+        from service.engine_vllm import engine_for
         from steering import SamplingParams
 
-        engine = Engine(rt, rt.settings.model_copy(update={"max_batch_size": max(clients),
-                                                           "sync_interval_s": 0.2}))
+        engine = engine_for(rt, rt.settings.model_copy(update={"max_batch_size": max(clients),
+                                                               "sync_interval_s": 0.2, "engine": engine_name}))
         engine.start()
 
         async def request(prompt: str, tokens: int = args.tokens) -> tuple[int, bool]:
@@ -179,9 +206,9 @@ async def bench(args: argparse.Namespace) -> None:
                                                           SamplingParams(max_new_tokens=tokens,
                                                                                          ignore_eos=True)))
             return gen.completion_tokens, gen.steered
-        mode = "in-process Engine"
+        mode = f"in-process {engine_name} engine"
     else:
-        server = Server(tmp, max(clients))
+        server = Server(tmp, max(clients), engine_name)
         await server.wait_ready(http)
 
         async def request(prompt: str, tokens: int = args.tokens) -> tuple[int, bool]:
@@ -190,7 +217,7 @@ async def bench(args: argparse.Namespace) -> None:
             r.raise_for_status()
             body = r.json()
             return int(body["usage"]["completion_tokens"]), bool(body["guardit"]["steered"])
-        mode = "server process over HTTP"
+        mode = f"{engine_name} engine, server process over HTTP"
 
     async def set_steering(on: bool) -> None:
         rt.registry.update(set_id, enabled=on, actor="bench")
@@ -217,8 +244,6 @@ async def bench(args: argparse.Namespace) -> None:
             server.stop()
         elif args.inprocess:
             engine.close(drain_timeout=5)
-        rt.close()
-        shutil.rmtree(tmp, ignore_errors=True)
     report(rows, mode, args)
 
 
@@ -243,6 +268,7 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="clients 1,4,8 and one request each")
     parser.add_argument("--inprocess", action="store_true", help="drive the Engine here, no server")
+    parser.add_argument("--engine", default="native", help="native, vllm, or native,vllm (both, one run)")
     parser.add_argument("--clients", default="1,4,8,16")
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=4, help="requests per client")

@@ -115,7 +115,7 @@ class LocalBackend:
     # -- generation ---------------------------------------------------------------------------
     def generate(self, body: dict[str, Any], *, ab: bool) -> dict[str, Any]:
         """``/v1/generate`` (or ``/v1/compare`` with ``ab``) through the server's engine, in this process."""
-        from service.engine import Engine
+        from service.engine_vllm import engine_for
 
         request = validated(CompareRequest if ab else GenerateRequest, body)
         runtime = self.runtime
@@ -126,7 +126,7 @@ class LocalBackend:
         settings = self.settings.model_copy(update={"request_timeout_s": 7 * 24 * 3600.0})
 
         async def run() -> dict[str, Any]:
-            engine = Engine(runtime, settings)
+            engine = engine_for(runtime, settings)
             try:
                 if ab:
                     steered, unsteered = await engine.compare(req)

@@ -57,9 +57,9 @@ def _configure_kernels(settings: Settings) -> None:
 
 
 def _new_engine(runtime: Runtime, settings: Settings) -> Any:
-    from service.engine import Engine
+    from service.engine_vllm import engine_for
 
-    engine = Engine(runtime, settings)
+    engine = engine_for(runtime, settings)
     engine.start()
     return engine
 

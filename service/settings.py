@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535, description="bind port")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="torch device")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="weights dtype")
+    engine: Literal["native", "vllm"] = Field(
+        "native", description="generation engine: native (built in) or vllm (needs the vLLM venv: "
+        "scripts/setup_vllm.sh; same routes, gate and answer policy, steering applied inside vLLM)")
+    tensor_parallel_size: int = Field(1, ge=1, description="vLLM engine: GPUs per replica (tensor parallelism)")
+    kv_cache_gib: float = Field(1.0, gt=0, description="vLLM engine: memory for its KV cache, GiB (CPU RAM on CPU)")
 
     default_threshold: float = Field(DEFAULT_THRESHOLD, ge=-1.0, le=1.0, description="gate threshold T for new forget sets")
     default_gate: GateSetting = Field(

@@ -42,7 +42,9 @@ def _not_ready(request: Request) -> str | None:
     if runtime is None or not runtime.loaded:
         return getattr(state, "load_error", None) or "the model still loading"
     engine = getattr(state, "engine", None)
-    if engine is not None and not engine.running:
+    if engine is None:  # the vLLM engine takes a minute to start after the model has loaded
+        return "the generation engine starting"
+    if not engine.running:
         return "the generation worker stopped"
     return None
 
