@@ -30,3 +30,13 @@ echo "== tests/kernels (native CUDA)"
 
 echo "== benchmark"
 "$PY" benchmarks/kernel_bench.py "$@"
+
+echo "== vLLM engine on CUDA"
+# vLLM's CUDA build is several GB: it is used when this interpreter already has it (the device machine
+# reaches no package index), and the step says so when it does not.
+if "$PY" -c "import vllm" 2>/dev/null; then
+  GUARDIT_DEVICE=cuda "$PY" -m pytest tests/vllm/test_vllm_engine.py -q -x -o addopts= -p no:cacheprovider \
+    || echo "vLLM engine tests failed on CUDA (see above)"
+else
+  echo "vLLM not installed in $PY: skipped (pip install 'guardit[vllm]' on a machine with a package index)"
+fi
