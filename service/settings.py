@@ -31,7 +31,9 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="bind address; non-loopback needs API keys")
     port: int = Field(8000, ge=1, le=65535, description="bind port")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="torch device")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="weights dtype")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="weights dtype; auto: bfloat16 on CUDA and on CPUs with native bfloat16 (AVX-512 BF16 "
+        "or AMX), else float32. Forget sets built in one dtype steer in another (vectors are float32)")
 
     default_threshold: float = Field(0.55, ge=-1.0, le=1.0, description="gate threshold T for new forget sets")
     default_gate: Literal["auto", "hybrid", "subject", "paper"] = Field(
