@@ -90,7 +90,7 @@ class Engine:
             if self._thread is not None:
                 return
             self._tok = EngineTokenizer(self.runtime.guard.tokenizer)
-            self._policy = AnswerPolicy(self.runtime, self.settings, self._tok)
+            self._policy = AnswerPolicy(self.runtime, self.settings, self._tok, self._admission.on_worker)
             self._worker = BatchWorker(self.runtime, self.settings, self._admission, self._policy, self._tok)
             self._thread = threading.Thread(target=self._worker.run, name="guardit-engine", daemon=True)
             self._thread.start()

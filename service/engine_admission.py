@@ -14,8 +14,8 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from service.generation import EngineClosedError, GenerationRequest, QueueFullError, RequestHandle, Row
 from service.metrics import QUEUE_DEPTH
@@ -25,6 +25,8 @@ from steering.guard import eos_ids
 
 if TYPE_CHECKING:
     from service.settings import Settings
+
+T = TypeVar("T")
 
 #: Start value of the mean request latency behind ``Retry-After`` (seconds), before any request ended.
 INITIAL_LATENCY_S = 5.0
@@ -69,6 +71,8 @@ class Admission:
         self.cv = threading.Condition()
         self.accepting = True
         self.stopping = False
+        #: work the event loop hands to the worker thread, run between decode steps
+        self.chores: deque[Callable[[], None]] = deque()
         self._latency_ewma = INITIAL_LATENCY_S
 
     def __len__(self) -> int:
@@ -128,6 +132,49 @@ class Admission:
             self.cv.notify_all()
         return [RequestHandle(row, wake) for row in rows]
 
+    def on_worker(self, fn: Callable[[], T]) -> Awaitable[T]:
+        """Run ``fn`` on the worker thread between two decode steps; await its result.
+
+        The answer policy's checks run the embedder (torch): run beside the decode step they would
+        put more torch threads than cores on the CPU and slow both, so they take turns with it.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+
+        def settle(result: T | None, exc: BaseException | None) -> None:
+            if future.done():  # the caller gave up (cancelled)
+                return
+            if exc is not None:
+                future.set_exception(exc)
+            else:
+                future.set_result(result)  # type: ignore[arg-type]
+
+        def chore() -> None:
+            try:
+                result, exc = fn(), None
+            except Exception as error:  # noqa: BLE001 - handed to the awaiting caller
+                result, exc = None, error
+            try:
+                loop.call_soon_threadsafe(settle, result, exc)
+            except RuntimeError:  # the caller's event loop is gone
+                pass
+
+        with self.cv:
+            if self.stopping:
+                raise EngineClosedError("expected a running engine, found it shut down")
+            self.chores.append(chore)
+            self.cv.notify_all()
+        return future
+
+    def run_chores(self) -> None:
+        """Run the work handed over by ``on_worker`` (worker side)."""
+        while True:
+            with self.cv:
+                if not self.chores:
+                    return
+                chore = self.chores.popleft()
+            chore()
+
     def _retry_after(self, running: int) -> int:
         """Seconds until a slot is likely free: batches ahead times the mean request latency."""
         waves = (len(self.queue) + running) / self.settings.max_batch_size
@@ -161,11 +208,11 @@ class Admission:
         batch rather than as a lone row that the rest must then join.
         """
         with self.cv:
-            while not self.queue and not running and not self.stopping:
+            while not self.queue and not running and not self.chores and not self.stopping:
                 self.cv.wait()
             if self.stopping:
                 return False
-            if not running:
+            if not running and not self.chores:
                 until = time.monotonic() + self.settings.batch_wait_ms / 1000.0
                 while len(self.queue) < self.settings.max_batch_size and not self.stopping:
                     left = until - time.monotonic()

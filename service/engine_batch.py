@@ -69,12 +69,15 @@ class BatchWorker:
                     for row in self.active:
                         self.fail(row, exc)
                     self.active, self._kv, self._plans = [], None, None
+        self.admission.run_chores()  # handed over before the stop: their callers are waiting
         for row in [*self.active, *self.admission.drain()]:
             self.fail(row, EngineClosedError("expected the request to finish, found the server shutting down"))
         self.active, self._kv = [], None
 
     def step(self) -> None:
-        """One token boundary: sync, drop finished rows, admit and prefill new ones, one decode step."""
+        """One token boundary: the event loop's chores (answer checks), sync, drop finished rows, admit
+        and prefill new ones, one decode step."""
+        self.admission.run_chores()
         self._maybe_sync()
         self._drop_finished_rows()
         state = self.runtime.guard.state  # one snapshot per step for running and joining rows

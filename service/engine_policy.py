@@ -7,10 +7,10 @@ arXiv 2605.12765): whole answers are reviewed after they finish, streams while t
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Literal
 
 from service.generation import GenerationRequest, Row
@@ -31,6 +31,8 @@ StreamStep = Literal["go", "restart", "abstain"]
 
 #: Generates a request again and returns its answer (the engine's own submit-and-await).
 Regenerate = Callable[[GenerationRequest], Awaitable[Generation]]
+#: Runs a check on the engine's worker thread between decode steps (``Admission.on_worker``).
+OnWorker = Callable[[Callable[[], Verdict]], Awaitable[Verdict]]
 
 
 class AnswerPolicy:
@@ -40,12 +42,14 @@ class AnswerPolicy:
         runtime: the guarded model (its embedder gates answers) and the gate snapshot.
         settings: ``answer_recheck``, ``leak_check``, ``abstain_text``, ``stream_holdback_tokens``.
         tok: the engine's tokenizer (the neutral answer's token ids).
+        on_worker: where whole-answer checks run (the worker thread, taking turns with the model).
     """
 
-    def __init__(self, runtime: Runtime, settings: Settings, tok: EngineTokenizer) -> None:
+    def __init__(self, runtime: Runtime, settings: Settings, tok: EngineTokenizer, on_worker: OnWorker) -> None:
         self.runtime = runtime
         self.settings = settings
         self.tok = tok
+        self._on_worker = on_worker
 
     @property
     def enabled(self) -> bool:
@@ -66,8 +70,8 @@ class AnswerPolicy:
             if not self.applies(req, gen):
                 return gen
             state = self.runtime.guard.state
-            verdict = await asyncio.to_thread(self.verdict, req, gen.text, state, gen.steered, gen.boost,
-                                              gen.matched, True)
+            verdict = await self._on_worker(partial(self.verdict, req, gen.text, state, gen.steered, gen.boost,
+                                                    gen.matched, True))
             if verdict.action == "accept":
                 return gen
             if verdict.action == "abstain" or attempt == 2:
