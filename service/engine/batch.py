@@ -3,7 +3,7 @@ continuous batch. Rows join at token boundaries (prefill), every row advances on
 step, and each row carries its own steering vector, re-read from the gate snapshot at every step (a
 revoked set stops steering running rows at their next token).
 
-Admission (``engine_admission``) feeds it; the answer policy (``engine_policy``) reviews held streams
+Admission (``admission``) feeds it; the answer policy (``policy``) reviews held streams
 between tokens.
 """
 
@@ -24,8 +24,8 @@ from steering.guard import batch_plans
 from steering.hooks import SteeringPlan
 
 if TYPE_CHECKING:
-    from service.engine_admission import Admission, EngineTokenizer
-    from service.engine_policy import AnswerPolicy
+    from service.engine.admission import Admission, EngineTokenizer
+    from service.engine.policy import AnswerPolicy
     from service.runtime import Runtime
     from service.settings import Settings
 

@@ -19,7 +19,7 @@ from steering import GateMatch, GateState, Generation
 from steering.recheck import Verdict, abstained, review
 
 if TYPE_CHECKING:
-    from service.engine_admission import EngineTokenizer
+    from service.engine.admission import EngineTokenizer
     from service.runtime import Runtime
     from service.settings import Settings
 

@@ -2,11 +2,11 @@
 model, behind the answer policy. ``Engine`` is the façade the routes and the CLI use; the work is
 split by concern:
 
-- ``engine_admission``: request checks, tokenization off the event loop, the bounded queue,
+- ``admission``: request checks, tokenization off the event loop, the bounded queue,
   ``Retry-After``;
-- ``engine_batch``: the worker thread's continuous batch (prefill, decode steps, per-row steering
+- ``batch``: the worker thread's continuous batch (prefill, decode steps, per-row steering
   re-read from the gate snapshot at every step, finishing rows);
-- ``engine_policy``: the answer policy's verdicts on whole answers and on held-back streams.
+- ``policy``: the answer policy's verdicts on whole answers and on held-back streams.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from service.engine_admission import Admission, EngineTokenizer
-from service.engine_batch import BatchWorker
-from service.engine_policy import AnswerPolicy
+from service.engine.admission import Admission, EngineTokenizer
+from service.engine.batch import BatchWorker
+from service.engine.policy import AnswerPolicy
 from service.generation import (
     EngineClosedError,
     EngineError,
