@@ -284,7 +284,9 @@ async def serving(args: argparse.Namespace, rt: Runtime, data_dir: Path, max_bat
         async def request(prompt: str, tokens: int = args.tokens) -> tuple[int, bool]:
             r = await http.post(f"http://127.0.0.1:{server.port}/v1/generate",
                                 json={"prompt": prompt, "max_new_tokens": tokens, "ignore_eos": True})
-            r.raise_for_status()
+            if r.status_code != 200:
+                log = Path(server.log.name).read_text(encoding="utf-8", errors="replace")[-3000:]
+                raise SystemExit(f"server answered {r.status_code}: {r.text}\nserver log tail:\n{log}")
             body = r.json()
             return int(body["usage"]["completion_tokens"]), bool(body["guardit"]["steered"])
 
