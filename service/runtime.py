@@ -62,7 +62,7 @@ def resolve_device(setting: str) -> str:
 
 
 def resolve_dtype(setting: str, device: str) -> torch.dtype:
-    """``auto`` -> bfloat16 on CUDA and on CPUs with native bfloat16, else float32 (``auto_dtype``)."""
+    """``auto`` -> bfloat16 on CUDA, float32 on CPU (``steering.loading.auto_dtype``)."""
     if setting == "auto":
         return auto_dtype(device)
     return _DTYPES[setting]

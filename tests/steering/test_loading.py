@@ -1,4 +1,4 @@
-"""``auto`` dtype: bfloat16 where the CPU computes it natively, float32 elsewhere, bfloat16 on CUDA."""
+"""``auto`` dtype (bfloat16 on CUDA, float32 on CPU) and the native-bfloat16 CPU probe."""
 
 from __future__ import annotations
 
@@ -15,15 +15,11 @@ def _no_torch_probes(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delattr(torch.cpu, name, raising=False)
 
 
-def test_auto_dtype_is_bfloat16_on_cuda_whatever_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(loading, "cpu_has_native_bf16", lambda: False)
-    assert loading.auto_dtype("cuda") is torch.bfloat16
-    assert loading.auto_dtype("cpu") is torch.float32
-
-
-def test_auto_dtype_follows_the_cpu_probe(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(loading, "cpu_has_native_bf16", lambda: True)
-    assert loading.auto_dtype("cpu") is torch.bfloat16
+def test_auto_dtype_is_bfloat16_on_cuda_and_float32_on_any_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    for native in (False, True):
+        monkeypatch.setattr(loading, "cpu_has_native_bf16", lambda native=native: native)
+        assert loading.auto_dtype("cuda") is torch.bfloat16
+        assert loading.auto_dtype("cpu") is torch.float32
 
 
 def test_torch_probes_decide_when_present(monkeypatch: pytest.MonkeyPatch) -> None:
