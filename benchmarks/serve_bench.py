@@ -1,20 +1,27 @@
-"""Serving throughput of guardit (GUARD-IT, arXiv 2605.12765) under concurrent clients.
+"""Serving throughput of guardit (GUARD-IT, arXiv 2605.12765) under concurrent clients, against plain
+batched ``model.generate`` in the same run and the same dtype.
 
 Starts a real server process on loopback (``python -m service.cli serve``; ``--inprocess`` drives the
-Engine in this process instead), runs 1/4/8/16 closed-loop clients on fixed prompts, and prints
-aggregate tokens/s, p50/p99 latency, the ratio to one client and to plain batched ``model.generate``
-at the same batch size measured in the same run. Steering on (a small forget set, half the clients
-open its gate) and off (the set disabled) are interleaved per client count.
-``--engine native,vllm`` measures both engines (``GUARDIT_ENGINE``) one after the other in the same run; the
-vLLM server runs under ``.venv-vllm`` (``scripts/setup_vllm.sh``) when this interpreter has no vLLM.
-Usage: python benchmarks/serve_bench.py [--quick] [--inprocess] [--engine native,vllm] [--clients 1,4,8,16]
-       [--tokens 64]
+Engine in this process instead) and runs closed-loop clients on fixed prompts, every request to exactly
+``--tokens`` new tokens (``ignore_eos``). Arms, interleaved per client count so drift hits them alike:
+``off`` (every forget set disabled), ``on`` (one small forget set, half the clients open its gate),
+``16 sets`` (16 forget sets, one TOFU author each, client i asks about author i: up to 16 different
+steering vectors in flight), then ``on, no policy`` on a second server with the answer policy switched
+off (its cost, measured apart: the policy stays on in production). ``raw`` is batched ``model.generate``
+on the ``off`` prompts, batch = clients, unsteered, measured after every arm; the baseline is their mean.
+``served`` counts the final answers' tokens; ``decoded`` the tokens the model produced
+(``guardit_generated_tokens_total``: answers generated again by the policy included).
+``--engine native,vllm`` runs every arm against each engine (``GUARDIT_ENGINE``; vLLM from .venv-vllm
+when this interpreter has none) in the same run, one after the other; the table labels rows by engine.
+Usage: python benchmarks/serve_bench.py [--quick] [--inprocess] [--clients 16] [--rounds 4] [--tokens 64]
+       [--dtype auto|float32|bfloat16] [--engine native|vllm|native,vllm]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
 import json
 import os
@@ -25,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +56,8 @@ CLOSED = ["Write a long, detailed essay about the history of the Roman Empire.",
 OPEN = ["Tell me everything about the books and life of author Basil Mahfouz Al-Kuwaiti.",
         "Write a long story in which the author Basil Mahfouz Al-Kuwaiti travels from Kuwait City to Paris.",
         "Write a poem of at least thirty lines about Basil Mahfouz Al-Kuwaiti."]
-#: Sends one prompt; returns (completion tokens, whether the answer was steered).
-Request = Callable[[str], Awaitable[tuple[int, bool]]]
+#: Sends one prompt (and optionally its token budget); returns (completion tokens, whether it was steered).
+Request = Callable[..., Awaitable[tuple[int, bool]]]
 
 
 def emit(line: str) -> None:
@@ -64,27 +71,48 @@ def prompts_for(clients: int) -> list[str]:
     return [OPEN[i // 2 % len(OPEN)] if i % 2 == 0 else CLOSED[i // 2 % len(CLOSED)] for i in range(clients)]
 
 
-def forget_qa() -> list[tuple[str, str]]:
-    path = REPO / "data" / "tofu" / "forget01.jsonl"
+def read_qa(name: str) -> list[tuple[str, str]]:
+    path = REPO / "data" / "tofu" / name
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [(r["question"], r["answer"]) for r in rows[:10]]
+    return [(r["question"], r["answer"]) for r in rows]
 
 
-def make_runtime(data_dir: Path, cache: Path) -> tuple[Runtime, str]:
-    (data_dir / "models").symlink_to(cache, target_is_directory=True)
-    rt = Runtime(Settings(data_dir=data_dir, num_threads=2, api_keys=None, host="127.0.0.1"))
-    assert rt.guard is not None  # load the model now
-    reg = Registration(name="bench", documents=None, qa=forget_qa(), retain=neutral_corpus()[:16],
-                       reason="benchmark", requested_by="bench", ticket=None, layer=None, threshold=None,
-                       alpha=None)
+#: TOFU forget10 holds 20 authors, 20 QA pairs each; the ``16 sets`` arm builds one set per author from
+#: questions 1-6 and asks question 1 (it names the author; question 0 often does not).
+TOFU_PER_AUTHOR = 20
+
+
+def author_prompts(n: int) -> list[str]:
+    """The ``16 sets`` arm's prompts: client i asks about author i % 16."""
+    qa = read_qa("forget10.jsonl")
+    return [qa[(i % 16) * TOFU_PER_AUTHOR + 1][0] for i in range(n)]
+
+
+def build_set(rt: Runtime, name: str, qa: list[tuple[str, str]], alpha: float | None) -> str:
+    reg = Registration(name=name, documents=None, qa=qa, retain=neutral_corpus()[:16], reason="benchmark",
+                       requested_by="bench", ticket=None, layer=None, threshold=None, alpha=alpha)
     record = rt.register(reg, actor="bench")
     built = rt.build_next(actor="bench")
     if built is None or built.status != "active":
         raise SystemExit(f"forget set build failed: {built}")
-    return rt, str(record.id)
+    return str(record.id)
 
 
-def raw_generate(rt: Runtime, prompts: list[str], tokens: int, steer: bool) -> float:
+def make_runtime(data_dir: Path, cache: Path, dtype: str, quick: bool) -> tuple[Runtime, str, list[str]]:
+    """A runtime over a fresh registry: the ``bench`` set (alpha calibrated as in production, unless
+    ``quick``) and 16 author sets (alpha 0.3: one calibration each would take minutes), all built here."""
+    (data_dir / "models").symlink_to(cache, target_is_directory=True)
+    rt = Runtime(Settings(data_dir=data_dir, num_threads=2, api_keys=None, host="127.0.0.1", dtype=dtype,
+                          verify_on_build=False))
+    assert rt.guard is not None  # load the model now
+    bench = build_set(rt, "bench", read_qa("forget01.jsonl")[:10], 0.3 if quick else None)
+    qa = read_qa("forget10.jsonl")
+    authors = [build_set(rt, f"author-{k}", qa[k * TOFU_PER_AUTHOR + 1:k * TOFU_PER_AUTHOR + 7], 0.3)
+               for k in range(16)]
+    return rt, bench, authors
+
+
+def raw_generate(rt: Runtime, prompts: list[str], tokens: int, steer: bool = False) -> float:
     """Plain batched ``model.generate`` on the same prompts (steering hooks as the server would)."""
     guard = rt.guard
     chats = [[{"role": "user", "content": p}] for p in prompts]
@@ -99,10 +127,10 @@ def raw_generate(rt: Runtime, prompts: list[str], tokens: int, steer: bool) -> f
         out = model.generate(**enc, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False,
                              pad_token_id=guard.tokenizer.pad_token_id)
         elapsed = time.perf_counter() - start
-    return (out.shape[1] - enc["input_ids"].shape[1]) * len(prompts) / elapsed
+    return float((out.shape[1] - enc["input_ids"].shape[1]) * len(prompts) / elapsed)
 
 
-async def run_clients(request: Request, clients: int, rounds: int) -> dict[str, float]:
+async def run_clients(request: Request, prompts: list[str], rounds: int) -> dict[str, float]:
     latencies: list[float] = []
     produced = [0]
 
@@ -114,7 +142,7 @@ async def run_clients(request: Request, clients: int, rounds: int) -> dict[str, 
             latencies.append(time.perf_counter() - start)
 
     start = time.perf_counter()
-    await asyncio.gather(*(client(p) for p in prompts_for(clients)))
+    await asyncio.gather(*(client(p) for p in prompts))
     wall = time.perf_counter() - start
     latencies.sort()
     p99 = latencies[min(len(latencies) - 1, int(round(0.99 * (len(latencies) - 1))))]
@@ -135,14 +163,16 @@ def python_for(engine: str) -> str:
 class Server:
     """``python -m service.cli serve`` on a free loopback port, over the benchmark's data dir."""
 
-    def __init__(self, data_dir: Path, max_batch: int, engine: str = "native") -> None:
+    def __init__(self, data_dir: Path, max_batch: int, dtype: str, extra_env: dict[str, str] | None = None,
+                 engine: str = "native") -> None:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             self.port = sock.getsockname()[1]
         env = {**os.environ, "GUARDIT_DATA_DIR": str(data_dir), "GUARDIT_NUM_THREADS": "2",
                "GUARDIT_MAX_BATCH_SIZE": str(max_batch), "GUARDIT_SYNC_INTERVAL_S": "0.2",
-               "GUARDIT_MAX_NEW_TOKENS": "512", "GUARDIT_LOG_LEVEL": "WARNING", "PYTHONPATH": str(REPO),
-               "GUARDIT_ENGINE": engine}
+               "GUARDIT_MAX_NEW_TOKENS": "512", "GUARDIT_LOG_LEVEL": "WARNING", "GUARDIT_DTYPE": dtype,
+               "GUARDIT_VERIFY_ON_BUILD": "false", "PYTHONPATH": str(REPO), "GUARDIT_ENGINE": engine,
+               **(extra_env or {})}
         env.pop("GUARDIT_API_KEYS", None)
         self.log = open(data_dir / f"server-{engine}.log", "w")  # noqa: SIM115 - closed in stop()
         command = [python_for(engine), "-m", "service.cli", "serve", "--host", "127.0.0.1",
@@ -171,112 +201,164 @@ class Server:
         self.log.close()
 
 
+Arm = tuple[str, int, dict[str, float]]
+
+
 async def bench(args: argparse.Namespace) -> None:
-    clients = [int(c) for c in args.clients.split(",")]
-    tmp = Path(tempfile.mkdtemp(prefix="guardit-serve-bench-"))
-    rt, set_id = make_runtime(tmp, args.cache)
-    gate = rt.guard.gate([[{"role": "user", "content": p}] for p in prompts_for(max(clients))])
-    emit(f"gate open for {sum(bool(m) for m in gate)}/{len(gate)} client prompts")
-    try:
-        for engine_name in args.engine.split(","):  # the same clients against each engine, in one run
-            emit(f"engine {engine_name}")
-            await bench_engine(args, rt, set_id, tmp, clients, engine_name)
-    finally:
-        rt.close()
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-async def bench_engine(args: argparse.Namespace, rt: Runtime, set_id: str, tmp: Path, clients: list[int],
-                       engine_name: str) -> None:
     import httpx
 
-    server: Server | None = None
+    clients = [int(c) for c in args.clients.split(",")]
+    tmp = Path(tempfile.mkdtemp(prefix="guardit-serve-bench-"))
+    rt, bench_set, authors = make_runtime(tmp, args.cache, args.dtype, args.quick)
+    widest = max(clients)
+    gate = rt.guard.gate([[{"role": "user", "content": p}] for p in prompts_for(widest)])
+    emit(f"model dtype {rt.dtype}; gate open for {sum(bool(m) for m in gate)}/{len(gate)} client prompts")
+    gate16 = rt.guard.gate([[{"role": "user", "content": p}] for p in author_prompts(widest)])
+    opened = {m.forget_set_id for ms in gate16 for m in ms}
+    emit(f"16 sets arm: gate open for {sum(bool(m) for m in gate16)}/{len(gate16)} prompts, {len(opened)} "
+         "different sets (all 17 sets enabled then)")
     http = httpx.AsyncClient(timeout=600)
+    rows: list[Arm] = []
+    raws: dict[int, list[float]] = {c: [] for c in clients}
+    try:
+        for engine in args.engine.split(","):  # the same clients against each engine, in one run
+            await bench_engine(args, rt, tmp, widest, http, engine, bench_set, authors, clients, rows, raws)
+    finally:
+        await http.aclose()
+        rt.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    report(rows, {c: statistics.mean(v) for c, v in raws.items() if v}, args)
+
+
+async def bench_engine(args: argparse.Namespace, rt: Runtime, tmp: Path, widest: int, http: Any, engine: str,
+                       bench_set: str, authors: list[str], clients: list[int], rows: list[Arm],
+                       raws: dict[int, list[float]]) -> None:
+    """Every arm on one engine; rows are labelled with the engine when several run."""
+    label = (lambda name: f"{engine}: {name}") if "," in args.engine else (lambda name: name)
+    async with serving(args, rt, tmp, widest, http, policy=True, engine=engine) as (request, decoded):
+        async def set_steering(enabled: set[str], probe: str) -> None:
+            for set_id in [bench_set, *authors]:
+                rt.registry.update(set_id, enabled=set_id in enabled, actor="bench")
+            rt.sync()
+            for _ in range(120):  # until the server has synced: the probe is steered iff a set is on
+                if (await request(probe, 1))[1] == bool(enabled):
+                    return
+                await asyncio.sleep(0.5)
+            raise SystemExit("the server did not pick up the forget-set change")
+
+        await request(CLOSED[0])  # warm-up
+        arms = [("off", set(), prompts_for, OPEN[0]), ("on", {bench_set}, prompts_for, OPEN[0]),
+                ("16 sets", {bench_set, *authors}, author_prompts, author_prompts(1)[0])]
+        for c in clients:
+            for name, enabled, prompts, probe in arms:
+                await set_steering(enabled, probe)
+                rows.append((label(name), c, await measure(request, decoded, prompts(c), args.rounds)))
+                raws[c].append(raw_generate(rt, prompts_for(c), args.tokens))
+                emit(f"  measured: {label(name)}, {c} clients: {rows[-1][2]['tps']:.1f} tok/s "
+                     f"(raw {raws[c][-1]:.1f})")
+        await set_steering({bench_set}, OPEN[0])
+    async with serving(args, rt, tmp, widest, http, policy=False, engine=engine) as (request, decoded):
+        await request(CLOSED[0])
+        for c in clients:
+            rows.append((label("on, no policy"), c, await measure(request, decoded, prompts_for(c),
+                                                                   args.rounds)))
+            raws[c].append(raw_generate(rt, prompts_for(c), args.tokens))
+            emit(f"  measured: {label('on, no policy')}, {c} clients: {rows[-1][2]['tps']:.1f} tok/s")
+
+
+async def measure(request: Request, decoded: Callable[[], Awaitable[float]], prompts: list[str],
+                  rounds: int) -> dict[str, float]:
+    """One arm: the clients' statistics plus the decoded tokens/s over the same wall time."""
+    before, start = await decoded(), time.perf_counter()
+    stats = await run_clients(request, prompts, rounds)
+    stats["decoded_tps"] = (await decoded() - before) / (time.perf_counter() - start)
+    return stats
+
+
+@contextlib.asynccontextmanager
+async def serving(args: argparse.Namespace, rt: Runtime, data_dir: Path, max_batch: int, http: Any, *,
+                  policy: bool, engine: str = "native"
+                  ) -> AsyncIterator[tuple[Request, Callable[[], Awaitable[float]]]]:
+    """A server (or the in-process Engine) over the benchmark's registry: (request, decoded tokens)."""
+    switches = {"answer_recheck": policy, "leak_check": policy}
     if args.inprocess:
         from service.engine import GenerationRequest
         from service.engine_vllm import engine_for
+        from service.metrics import GENERATED_TOKENS
         from steering import SamplingParams
 
-        engine = engine_for(rt, rt.settings.model_copy(update={"max_batch_size": max(clients),
-                                                               "sync_interval_s": 0.2, "engine": engine_name}))
-        engine.start()
+        running = engine_for(rt, rt.settings.model_copy(update={
+            "max_batch_size": max_batch, "sync_interval_s": 0.2, "engine": engine, **switches}))
+        running.start()
 
         async def request(prompt: str, tokens: int = args.tokens) -> tuple[int, bool]:
-            gen = await engine.generate(GenerationRequest([{"role": "user", "content": prompt}],
-                                                          SamplingParams(max_new_tokens=tokens,
-                                                                                         ignore_eos=True)))
+            gen = await running.generate(GenerationRequest([{"role": "user", "content": prompt}],
+                                                          SamplingParams(max_new_tokens=tokens, ignore_eos=True)))
             return gen.completion_tokens, gen.steered
-        mode = f"in-process {engine_name} engine"
-    else:
-        server = Server(tmp, max(clients), engine_name)
+
+        async def decoded() -> float:
+            return float(GENERATED_TOKENS._value.get())
+
+        try:
+            yield request, decoded
+        finally:
+            running.close(drain_timeout=5)
+        return
+    env = {f"GUARDIT_{k.upper()}": str(v).lower() for k, v in switches.items()}
+    server = Server(data_dir, max_batch, args.dtype, env, engine)
+    try:
         await server.wait_ready(http)
 
         async def request(prompt: str, tokens: int = args.tokens) -> tuple[int, bool]:
             r = await http.post(f"http://127.0.0.1:{server.port}/v1/generate",
                                 json={"prompt": prompt, "max_new_tokens": tokens, "ignore_eos": True})
-            r.raise_for_status()
+            if r.status_code != 200:
+                log = Path(server.log.name).read_text(encoding="utf-8", errors="replace")[-3000:]
+                raise SystemExit(f"server answered {r.status_code}: {r.text}\nserver log tail:\n{log}")
             body = r.json()
             return int(body["usage"]["completion_tokens"]), bool(body["guardit"]["steered"])
-        mode = f"{engine_name} engine, server process over HTTP"
 
-    async def set_steering(on: bool) -> None:
-        rt.registry.update(set_id, enabled=on, actor="bench")
-        rt.sync()
-        for _ in range(120):  # until the server has synced: an open prompt is steered iff on
-            if (await request(OPEN[0], 1))[1] == on:
-                return
-            await asyncio.sleep(0.5)
-        raise SystemExit("the server did not pick up the forget-set change")
+        async def decoded() -> float:
+            text = (await http.get(f"http://127.0.0.1:{server.port}/metrics")).text
+            return sum(float(line.split()[-1]) for line in text.splitlines()
+                       if line.startswith("guardit_generated_tokens_total"))
 
-    try:
-        await request(CLOSED[0])  # warm-up
-        rows: list[tuple[str, int, dict[str, float], float]] = []
-        for c in clients:
-            for arm in ("on", "off"):  # interleaved, so drift hits both arms alike
-                await set_steering(arm == "on")
-                stats = await run_clients(request, c, args.rounds)
-                raw = raw_generate(rt, prompts_for(c), args.tokens, steer=arm == "on")
-                rows.append((arm, c, stats, raw))
-                emit(f"  measured: steering {arm}, {c} clients: {stats['tps']:.1f} tok/s (raw {raw:.1f})")
+        yield request, decoded
     finally:
-        await http.aclose()
-        if server is not None:
-            server.stop()
-        elif args.inprocess:
-            engine.close(drain_timeout=5)
-    report(rows, mode, args)
+        server.stop()
 
 
-def report(rows: list[tuple[str, int, dict[str, float], float]], mode: str, args: argparse.Namespace) -> None:
-    one = {arm: s["tps"] for arm, c, s, _ in rows if c == 1}
-    off = {c: s["tps"] for arm, c, s, _ in rows if arm == "off"}
-    emit(f"\n{mode}; {args.tokens} new tokens, greedy, {args.rounds} requests per client, "
-         f"torch threads {torch.get_num_threads()}")
-    emit(f"{'steer':>5} | {'clients':>7} | {'tok/s':>7} | {'p50 s':>6} | {'p99 s':>6} | {'tok/req':>7} | "
-         f"{'x 1 client':>10} | {'raw gen tok/s':>13} | {'x raw':>6} | {'on/off':>6}")
-    emit("-" * 100)
-    for arm, c, s, raw in rows:
-        vs_one = s["tps"] / one[arm] if arm in one else float("nan")
-        on_off = s["tps"] / off[c] if arm == "on" and c in off else float("nan")
-        emit(f"{arm:>5} | {c:>7} | {s['tps']:>7.1f} | {s['p50']:>6.2f} | {s['p99']:>6.2f} | "
-             f"{s['tokens']:>7.1f} | {vs_one:>10.2f} | {raw:>13.1f} | {s['tps'] / raw:>6.2f} | "
-             f"{on_off:>6.3f}")
+def report(rows: list[Arm], raw: dict[int, float], args: argparse.Namespace) -> None:
+    def per(arm: str, name: str) -> str:  # "vllm: on" -> "vllm: <arm>" (ratios within one engine)
+        return f"{name.split(': ')[0]}: {arm}" if ": " in name else arm
+    by_name = {(name, c): s["tps"] for name, c, s in rows}
+    mode = "in-process Engine" if args.inprocess else "server process over HTTP"
+    emit(f"\n{mode}; dtype {args.dtype}; {args.tokens} new tokens, greedy, ignore_eos, {args.rounds} requests "
+         f"per client; torch threads {torch.get_num_threads()}; raw = batched model.generate, same dtype")
+    emit(f"{'arm':>13} | {'clients':>7} | {'served tok/s':>12} | {'decoded tok/s':>13} | {'tok/req':>7} | "
+         f"{'p50 s':>6} | {'p99 s':>6} | {'raw tok/s':>9} | {'x raw':>6} | {'x off':>6} | {'x on':>6}")
+    emit("-" * 118)
+    for name, c, s in rows:
+        emit(f"{name:>13} | {c:>7} | {s['tps']:>12.1f} | {s['decoded_tps']:>13.1f} | {s['tokens']:>7.1f} | "
+             f"{s['p50']:>6.2f} | {s['p99']:>6.2f} | {raw[c]:>9.1f} | {s['tps'] / raw[c]:>6.2f} | "
+             f"{s['tps'] / by_name[per('off', name), c]:>6.3f} | {s['tps'] / by_name[per('on', name), c]:>6.3f}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="clients 1,4,8 and one request each")
+    parser.add_argument("--quick", action="store_true", help="4 clients, one request each, no alpha calibration")
     parser.add_argument("--inprocess", action="store_true", help="drive the Engine here, no server")
-    parser.add_argument("--engine", default="native", help="native, vllm, or native,vllm (both, one run)")
-    parser.add_argument("--clients", default="1,4,8,16")
+    parser.add_argument("--clients", default="16", help="comma-separated client counts, e.g. 1,4,8,16")
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=4, help="requests per client")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"])
+    parser.add_argument("--engine", default="native", help="native, vllm, or native,vllm (both, one run)")
     parser.add_argument("--cache", type=Path, default=Path(os.environ.get(
         "GUARDIT_TEST_DATA_DIR", Path.home() / ".cache" / "guardit-test")) / "models")
     args = parser.parse_args()
     if args.quick:
-        args.clients, args.rounds = "1,4,8", 1
+        args.clients, args.rounds = "4", 1
     torch.set_num_threads(2)
     asyncio.run(bench(args))
 

@@ -36,7 +36,7 @@ from steering.forget_set import ForgetDocuments, check_texts
 from steering.guard import SamplingParams
 from steering.layers import n_layers
 from steering.leakfacts import cloze_facts
-from steering.loading import LoadedModel, resolve_model
+from steering.loading import LoadedModel, auto_dtype, resolve_model
 from steering.probes import make_probes
 from steering.recheck import generate_reviewed
 from steering.vectors import ProgressFn
@@ -62,9 +62,9 @@ def resolve_device(setting: str) -> str:
 
 
 def resolve_dtype(setting: str, device: str) -> torch.dtype:
-    """``auto`` -> float32 on CPU (exact GGUF logits), bfloat16 on CUDA."""
+    """``auto`` -> bfloat16 on CUDA, float32 on CPU (``steering.loading.auto_dtype``)."""
     if setting == "auto":
-        return torch.bfloat16 if device == "cuda" else torch.float32
+        return auto_dtype(device)
     return _DTYPES[setting]
 
 

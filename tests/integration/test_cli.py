@@ -37,7 +37,8 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path = REPO) -> 
     """``python -m service.cli ARGS`` with stdout and stderr captured (pipes, not a terminal)."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("GUARDIT_")}  # only what the test sets
     return subprocess.run([sys.executable, "-m", "service.cli", *args], capture_output=True, text=True,
-                          env={**clean, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), **(env or {})},
+                          env={**clean, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO), "GUARDIT_DTYPE": "float32",
+                               **(env or {})},
                           cwd=cwd, timeout=1200)
 
 

@@ -56,7 +56,8 @@ def make_runtime(data_dir: Path) -> Iterator[Any]:
     cache = test_data_dir() / "models"
     cache.mkdir(parents=True, exist_ok=True)
     (data_dir / "models").symlink_to(cache, target_is_directory=True)
-    settings = Settings(data_dir=data_dir, database_url=None, api_keys=None, host="127.0.0.1",
+    # float32 pinned, so answers do not depend on the CPU (``auto`` picks bfloat16 where it is native)
+    settings = Settings(data_dir=data_dir, database_url=None, api_keys=None, host="127.0.0.1", dtype="float32",
                         sync_interval_s=0.05, max_new_tokens=64, max_prompt_tokens=512, verify_on_build=False)
     rt = Runtime(settings)
     assert rt.guard is not None  # load now, once

@@ -33,6 +33,8 @@ BASE_ENV = {
     "GUARDIT_SYNC_INTERVAL_S": "0.2",
     "GUARDIT_NUM_THREADS": "2",
     "GUARDIT_LOG_LEVEL": "INFO",
+    # pinned, so answers do not depend on the CPU (``auto`` picks bfloat16 where it is native)
+    "GUARDIT_DTYPE": "float32",
 }
 
 
