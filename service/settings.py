@@ -43,7 +43,8 @@ class Settings(BaseSettings):
     tensor_parallel_size: int = Field(1, ge=1, description="vLLM engine: GPUs per replica (tensor parallelism)")
     kv_cache_gib: float = Field(1.0, gt=0, description="vLLM engine: memory for its KV cache, GiB (CPU RAM on CPU)")
 
-    default_threshold: float = Field(DEFAULT_THRESHOLD, ge=-1.0, le=1.0, description="gate threshold T for new forget sets")
+    default_threshold: float = Field(DEFAULT_THRESHOLD, ge=-1.0, le=1.0,
+                                     description="gate threshold T for new forget sets")
     default_gate: GateSetting = Field(
         AUTO, description="gate rule for new forget sets: auto (subject for one person, else hybrid), "
         "hybrid, subject, or paper (the paper's centroid gate, for comparisons)")
