@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from service.generation import EngineClosedError, GateInfo, RequestTimeoutError, Row
-from service.metrics import BATCH_SIZE, GATE_DECISIONS, GENERATED_TOKENS
+from service.engine.rows import RegistrySync, RowEnds
+from service.generation import EngineClosedError, GateInfo, Row
+from service.metrics import BATCH_SIZE, GATE_DECISIONS
 from steering import GateState, Generation
 from steering.decoding import KVBatch, TextTracker, ban_eos, decode_step, prefill, row_generator, sample
 from steering.gates import build_plans
@@ -55,7 +56,8 @@ class BatchWorker:
         self._kv: KVBatch | None = None
         self._plans: dict[int, SteeringPlan] | None = None
         self._seen_state: GateState | None = None
-        self._last_sync = 0.0
+        self._sync = RegistrySync(runtime, settings)
+        self._ends = RowEnds(settings, admission)
 
     # -- the loop ----------------------------------------------------------------------------------
     def run(self) -> None:
@@ -78,7 +80,7 @@ class BatchWorker:
         """One token boundary: the event loop's chores (answer checks), sync, drop finished rows, admit
         and prefill new ones, one decode step."""
         self.admission.run_chores()
-        self._maybe_sync()
+        self._sync.maybe_sync()
         self._drop_finished_rows()
         state = self.runtime.guard.state  # one snapshot per step for running and joining rows
         self._refresh_vectors(state)
@@ -91,16 +93,6 @@ class BatchWorker:
             with self.runtime.guard.hooks.steer(self._current_plans()):
                 logits = decode_step(self.runtime.guard.model, self._kv)
             self._accept(rows, logits)
-
-    def _maybe_sync(self) -> None:
-        now = time.monotonic()
-        if now - self._last_sync < self.settings.sync_interval_s:
-            return
-        self._last_sync = now
-        try:
-            self.runtime.sync()
-        except Exception:  # noqa: BLE001 - a registry outage must not stop generation
-            logger.warning("registry sync failed; serving with the last gate snapshot", exc_info=True)
 
     def _admit(self) -> list[Row]:
         now = time.monotonic()
@@ -218,32 +210,12 @@ class BatchWorker:
 
     # -- results -----------------------------------------------------------------------------------
     def _close_row(self, row: Row, finish: str, now: float) -> None:
-        row.done = True
-        if finish == "cancelled" and not row.cancelled:  # past its deadline
-            self.fail(row, RequestTimeoutError(
-                f"expected a result within {self.settings.request_timeout_s:g} s, found it still running"))
-            return
-        tracker = row.tracker
-        ids = (*row.prefix_ids, *(tracker.ids if tracker is not None else ()))
-        if row.stream and tracker is not None and (delta := tracker.delta(final=True)):
-            row.post("delta", delta)
-        steered = row.req.steer and bool(row.matched)
-        gen = Generation(tracker.text if tracker else "", finish, len(row.input_ids), len(ids), ids, steered,
-                         row.matched, rechecked=steered and row.rechecked, boost=row.req.boost if steered else 0.0)
-        self.finish(row, gen, now)
+        self._ends.close(row, finish, now)
 
     def finish(self, row: Row, gen: Generation, now: float) -> None:
         """Hand the row's final ``Generation`` to its caller; count and log it."""
-        GENERATED_TOKENS.inc(gen.completion_tokens)
-        latency = now - row.submitted
-        self.admission.record_latency(latency)
-        logger.info("request %s route=%s finish=%s steered=%s prompt_tokens=%d tokens=%d latency=%.3fs",
-                    row.req.request_id, row.req.route, gen.finish_reason, gen.steered, gen.prompt_tokens,
-                    gen.completion_tokens, latency)
-        row.post("done", gen)
+        self._ends.finish(row, gen, now)
 
     def fail(self, row: Row, exc: Exception) -> None:
         """End the row with ``exc`` (raised in its caller)."""
-        row.done = True
-        logger.info("request %s route=%s failed: %s", row.req.request_id, row.req.route, type(exc).__name__)
-        row.post("error", exc)
+        self._ends.fail(row, exc)
