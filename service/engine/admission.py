@@ -117,20 +117,43 @@ class Admission:
             EngineClosedError: the engine is shutting down (503).
             QueueFullError: no room for all of them (429 with ``Retry-After``).
         """
-        loop = asyncio.get_running_loop()
-        now = time.monotonic()
         with self.cv:
-            if not self.accepting:
-                raise EngineClosedError("expected a running engine, found it shutting down")
-            if len(self.queue) + len(prepared) > self.settings.queue_size:
-                raise QueueFullError(f"expected a free queue slot, found {len(self.queue)} requests queued",
-                                     retry_after=self._retry_after(running))
-            rows = [Row(req, ids, loop, asyncio.Queue(), stream, now, now + self.settings.request_timeout_s)
-                    for req, ids in prepared]
+            rows = self._new_rows(prepared, stream=stream, waiting=len(self.queue), running=running)
             self.queue.extend(rows)
             QUEUE_DEPTH.set(len(self.queue))
             self.cv.notify_all()
         return [RequestHandle(row, wake) for row in rows]
+
+    def admit(self, prepared: Sequence[tuple[GenerationRequest, list[int]]], *, stream: bool, waiting: int,
+              running: int) -> list[Row]:
+        """Rows for tokenized requests (all or none) that wait elsewhere than in this queue (the vLLM
+        engine's scheduler); the same shutdown check and the same bound as ``enqueue``.
+
+        Args:
+            prepared: (request, prompt ids) pairs.
+            stream: whether the callers iterate events (deltas) or await one result.
+            waiting: requests waiting for a slot there now (held to ``queue_size``).
+            running: requests running there now (for ``Retry-After``).
+
+        Raises:
+            EngineClosedError: the engine is shutting down (503).
+            QueueFullError: no room for all of them (429 with ``Retry-After``).
+        """
+        with self.cv:
+            return self._new_rows(prepared, stream=stream, waiting=waiting, running=running)
+
+    def _new_rows(self, prepared: Sequence[tuple[GenerationRequest, list[int]]], *, stream: bool, waiting: int,
+                  running: int) -> list[Row]:
+        """Rows for ``prepared`` once the engine accepts and ``waiting`` leaves room (``cv`` held)."""
+        if not self.accepting:
+            raise EngineClosedError("expected a running engine, found it shutting down")
+        if waiting + len(prepared) > self.settings.queue_size:
+            raise QueueFullError(f"expected a free queue slot, found {waiting} requests queued",
+                                 retry_after=self._retry_after(waiting, running))
+        loop = asyncio.get_running_loop()
+        now = time.monotonic()
+        return [Row(req, ids, loop, asyncio.Queue(), stream, now, now + self.settings.request_timeout_s)
+                for req, ids in prepared]
 
     def on_worker(self, fn: Callable[[], T]) -> Awaitable[T]:
         """Run ``fn`` on the worker thread between two decode steps; await its result.
@@ -175,9 +198,9 @@ class Admission:
                 chore = self.chores.popleft()
             chore()
 
-    def _retry_after(self, running: int) -> int:
+    def _retry_after(self, waiting: int, running: int) -> int:
         """Seconds until a slot is likely free: batches ahead times the mean request latency."""
-        waves = (len(self.queue) + running) / self.settings.max_batch_size
+        waves = (waiting + running) / self.settings.max_batch_size
         return int(min(60, max(1, math.ceil(waves * self._latency_ewma))))
 
     def record_latency(self, seconds: float) -> None:
