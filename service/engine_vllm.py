@@ -1,8 +1,9 @@
 """The vLLM engine (``GUARDIT_ENGINE=vllm``): GUARD-IT (arXiv 2605.12765) with generation in vLLM.
 
-Everything before and after the model is the native engine's (``service.engine.Engine``, subclassed):
-validation, tokenization, the gate (``Guard.plan``), the answer policy (``steering.recheck.review``), the
-leak check, stream hold-back and restarts, abstention. Only the token loop differs: each request runs
+Everything before and after the model is the native engine's (``service.engine.Engine``, subclassed, and
+its parts): validation, tokenization and the queue bound (``Admission``), the gate (``Guard.plan``), the
+answer policy with its leak check, stream hold-back and restarts, abstention (``AnswerPolicy``), how rows
+end (``RowEnds``) and the registry sync (``RegistrySync``). Only the token loop differs: each request runs
 in vLLM's ``AsyncLLM``, and the steering decision travels to vLLM's workers as a key into a table of
 vectors kept there (``steering.vllm_steer``), re-sent whenever the gate snapshot changes, so revoking a
 set stops steering at the next step of running requests. vLLM is imported only here, lazily.
@@ -12,22 +13,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import hashlib
 import itertools
 import logging
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from service.engine import Engine
-from service.generation import EngineClosedError, GateInfo, RequestHandle, Row
+from service.engine.admission import EngineTokenizer
+from service.engine.policy import AnswerPolicy
+from service.engine.rows import RegistrySync, RowEnds
+from service.generation import GateInfo, GenerationRequest, RequestHandle, Row
 from service.metrics import GATE_DECISIONS
 from steering import GateMatch, GateState
 from steering.decoding import TextTracker
-from steering.guard import RowPlan, eos_ids
+from steering.guard import RowPlan
 from steering.loading import resolve_model
+from steering.recheck import Verdict
 from steering.vllm_steer import STEER_KEY, WireTable, encode_vectors
 
 if TYPE_CHECKING:
@@ -92,31 +96,36 @@ class VllmEngine(Engine):
         self._wire: WireTable = {}
         self._push_lock: asyncio.Lock | None = None
         self._syncer: asyncio.Task[None] | None = None
+        #: the gate snapshot whose table the workers hold (streams are held back while it has sets)
+        self._seen_state: GateState | None = None
+        self._sync = RegistrySync(runtime, settings)
+        self._ends = RowEnds(settings, self._admission)
 
     # -- lifecycle ----------------------------------------------------------------------------
     @property
     def queue_depth(self) -> int:
-        """Requests waiting: vLLM's scheduler queues them; none wait here."""
-        return 0
+        """Requests waiting for a slot in vLLM's scheduler (beyond ``max_num_seqs`` = ``max_batch_size``)."""
+        return max(0, len(self._rows) - self.settings.max_batch_size)
 
     @property
     def active_rows(self) -> int:
-        """Requests in flight."""
-        return len(self._rows)
+        """Requests running in vLLM."""
+        return min(len(self._rows), self.settings.max_batch_size)
 
     @property
     def running(self) -> bool:
         """True once vLLM is up and accepting."""
-        return self._llm is not None and self._accepting
+        return self._llm is not None and self._admission.accepting
 
     def start(self) -> None:
         """Start vLLM (it spawns an engine-core and a worker process: about a minute) if not yet; idempotent."""
-        with self._cv:
+        with self._start_lock:
             if self._llm is not None:
                 return
+            self._tok = EngineTokenizer(self.runtime.guard.tokenizer)
+            # No worker thread here: the whole-answer checks run in a thread of their own.
+            self._policy = AnswerPolicy(self.runtime, self.settings, self._tok, _in_thread)
             self._llm = self._new_llm()
-            self._tok = copy.deepcopy(self.runtime.guard.tokenizer)
-            self._eos = eos_ids(self._tok)
 
     def _new_llm(self) -> Any:
         from vllm.engine.arg_utils import AsyncEngineArgs
@@ -137,8 +146,7 @@ class VllmEngine(Engine):
 
     def close(self, drain_timeout: float = 30.0) -> None:
         """Stop accepting, wait up to ``drain_timeout`` for running requests, then stop vLLM."""
-        with self._cv:
-            self._accepting = False
+        self._admission.stop_accepting()
         deadline = time.monotonic() + drain_timeout
         while self._rows and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -155,18 +163,16 @@ class VllmEngine(Engine):
         await asyncio.to_thread(self.close, drain_timeout)
 
     # -- submission ---------------------------------------------------------------------------
-    def _enqueue(self, prepared: Any, *, stream: bool) -> list[RequestHandle]:
+    def _enqueue(self, prepared: Sequence[tuple[GenerationRequest, list[int]]], *,
+                 stream: bool) -> list[RequestHandle]:
         self.start()
-        if not self._accepting:
-            raise EngineClosedError("expected a running engine, found it shutting down")
+        rows = self._admission.admit(prepared, stream=stream, waiting=self.queue_depth, running=self.active_rows)
         loop = asyncio.get_running_loop()
         if self._push_lock is None:
             self._push_lock = asyncio.Lock()
             self._syncer = loop.create_task(self._sync_loop())
-        now = time.monotonic()
         handles = []
-        for req, ids in prepared:
-            row = Row(req, ids, loop, asyncio.Queue(), stream, now, now + self.settings.request_timeout_s)
+        for row in rows:
             serial = next(self._serial)
             self._rows[serial] = row
             task = loop.create_task(self._drive(row, serial))
@@ -181,7 +187,7 @@ class VllmEngine(Engine):
         while True:
             await asyncio.sleep(min(0.05, self.settings.sync_interval_s))
             try:
-                await asyncio.to_thread(self._maybe_sync)
+                await asyncio.to_thread(self._sync.maybe_sync)
                 await self._push()
             except Exception:  # noqa: BLE001 - keep following; requests fall back to the last table
                 logger.warning("steering table refresh failed", exc_info=True)
@@ -230,7 +236,7 @@ class VllmEngine(Engine):
         except Exception as exc:  # noqa: BLE001 - fail this row, keep serving
             logger.exception("vLLM generation failed for request %s", row.req.request_id)
             if not row.done:
-                self._fail(row, exc)
+                self._ends.fail(row, exc)
         finally:
             self._release(key)
             self._rows.pop(serial, None)
@@ -238,8 +244,9 @@ class VllmEngine(Engine):
     def _begin(self, row: Row, plan: RowPlan) -> None:
         p = row.req.params
         row.matched, row.vectors = plan.matched, plan.vectors
-        row.tracker = TextTracker(self._tok, p.stop, self._eos, p.max_new_tokens, prefix=row.prefix_text,
-                                  prefix_tokens=len(row.prefix_ids), emitted=row.emitted)
+        assert self._tok is not None
+        row.tracker = TextTracker(self._tok.tokenizer, p.stop, self._tok.eos, p.max_new_tokens,
+                                  prefix=row.prefix_text, prefix_tokens=len(row.prefix_ids), emitted=row.emitted)
         row.checked_ids, row.ok_count, row.released = 0, 0, len(row.prefix_text)
         if row.stream and not row.gate_posted:
             row.gate_posted = True
@@ -273,7 +280,7 @@ class VllmEngine(Engine):
             async for tokens, vllm_finish in stream:
                 now = time.monotonic()
                 if row.cancelled or now > row.deadline:
-                    self._close_row(row, "cancelled", now)
+                    self._ends.close(row, "cancelled", now)
                     return
                 for token in tokens:
                     finish = tracker.push(token)
@@ -287,19 +294,23 @@ class VllmEngine(Engine):
                     self._after_token(row, finish, now)
                     return
         if not row.done and not row.requeue:
-            self._close_row(row, finish or "stop", time.monotonic())
+            self._ends.close(row, finish or "stop", time.monotonic())
 
     def _after_token(self, row: Row, finish: str | None, now: float) -> None:
-        """The native worker's per-token step for one row: hold-back review, finish, stream delta."""
-        tracker = row.tracker
-        assert tracker is not None
-        held = row.stream and self._holds(row)
-        due = len(tracker.ids) - row.checked_ids >= self.settings.stream_holdback_tokens
-        if held and (finish is not None or due):
-            if not self._review_stream_row(row, final=finish is not None, now=now):
-                return
+        """The native worker's per-token step for one row (``BatchWorker._accept``): hold-back review,
+        finish, stream delta."""
+        tracker, policy = row.tracker, self._policy
+        assert tracker is not None and policy is not None
+        held = row.stream and policy.holds(row, self._seen_state)
+        if held and (finish is not None or policy.due(row)):
+            assert self._seen_state is not None
+            step, reason = policy.review_stream(row, self._seen_state, final=finish is not None)
+            if step == "abstain":
+                self._ends.finish(row, policy.stream_abstention(row, reason), now)
+            if step != "go":
+                return  # generating again from what was sent, or abstained
         if finish is not None:
-            self._close_row(row, finish, now)
+            self._ends.close(row, finish, now)
         elif row.stream:
             if not held:
                 row.ok_count, row.released = len(tracker.ids), len(tracker.text)
@@ -312,13 +323,15 @@ class VllmEngine(Engine):
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
+        assert self._tok is not None
+        eos = sorted(self._tok.eos)
         p = row.req.params
         left = p.max_new_tokens - len(row.prefix_ids)
         params = SamplingParams(
             n=1, max_tokens=max(1, left), temperature=p.temperature, top_p=p.top_p, seed=p.seed,
             # ignore_eos: EOS is banned, as the native engine does (vLLM's own flag would emit it and go on).
-            stop=list(p.stop) or None, stop_token_ids=None if p.ignore_eos else sorted(self._eos),
-            logit_bias=dict.fromkeys(sorted(self._eos), -100.0) if p.ignore_eos else None,
+            stop=list(p.stop) or None, stop_token_ids=None if p.ignore_eos else eos,
+            logit_bias=dict.fromkeys(eos, -100.0) if p.ignore_eos else None,
             skip_special_tokens=True,
             extra_args={STEER_KEY: key} if key is not None else None)
         prompt = TokensPrompt(prompt_token_ids=[*row.input_ids, *row.prefix_ids])
@@ -335,3 +348,8 @@ class VllmEngine(Engine):
         finally:
             if not finished and self._llm is not None:  # left early (stop, review, cancel): free its slot
                 await self._llm.abort(request_id)
+
+
+def _in_thread(fn: Callable[[], Verdict]) -> Awaitable[Verdict]:
+    """Run an answer check off the event loop (the native engine runs it on its worker thread)."""
+    return asyncio.to_thread(fn)

@@ -135,11 +135,14 @@ def test_a_stream_sends_the_final_text_and_stops_at_a_stop_string(vllm_engine: A
 
 def test_a_stream_under_the_answer_policy_holds_back_and_finishes(runtime: Any, vllm_engine: Any,
                                                                   loop: asyncio.AbstractEventLoop) -> None:
+    from service.engine.policy import AnswerPolicy
     from service.engine_vllm import VllmEngine
 
     policy = VllmEngine.__new__(VllmEngine)
     policy.__dict__.update(vllm_engine.__dict__)
     policy.settings = runtime.settings.model_copy(update={"engine": "vllm", "stream_holdback_tokens": 4})
+    # The same vLLM, under an answer policy that reads these settings (the shared one has it off).
+    policy._policy = AnswerPolicy(runtime, policy.settings, vllm_engine._tok, asyncio.to_thread)
 
     async def go() -> list[Any]:
         req = GenerationRequest(chat("What gender is author Basil Mahfouz Al-Kuwaiti?"), GREEDY)
