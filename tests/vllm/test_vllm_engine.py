@@ -192,3 +192,27 @@ def test_revoking_a_set_stops_steering_of_a_running_stream(runtime: Any, vllm_en
     # Tokens came after the new table reached the worker, and none of their steps steered.
     assert final.completion_tokens == 48 and at_revocation < 48, (at_revocation, final)
     assert calls > 0 and after == calls, (calls, after)
+
+
+def test_requests_beyond_the_queue_bound_get_429(vllm_engine: Any, loop: asyncio.AbstractEventLoop) -> None:
+    from service.engine.admission import Admission
+    from service.engine_vllm import VllmEngine
+    from service.generation import QueueFullError
+
+    small = VllmEngine.__new__(VllmEngine)
+    small.__dict__.update(vllm_engine.__dict__)
+    small.settings = vllm_engine.settings.model_copy(update={"queue_size": 1, "max_batch_size": 1})
+    small._admission = Admission(small.settings)  # the same vLLM, behind a bound of one waiting request
+
+    async def go() -> tuple[QueueFullError, list[Generation]]:
+        req = GenerationRequest(chat("Count from one to ten in words."),
+                                replace(GREEDY, max_new_tokens=8, ignore_eos=True))
+        handles = [small.submit(req), small.submit(req)]  # one running, one waiting in vLLM's scheduler
+        assert small.queue_depth == 1
+        with pytest.raises(QueueFullError) as full:
+            small.submit(req)
+        return full.value, list(await asyncio.gather(*(h.result() for h in handles)))
+
+    full, gens = loop.run_until_complete(go())
+    assert full.status_code == 429 and full.retry_after >= 1
+    assert gens[0].token_ids == gens[1].token_ids and gens[0].completion_tokens == 8
