@@ -24,11 +24,10 @@ from typing import TYPE_CHECKING, Any
 from service.engine import Engine
 from service.engine.admission import EngineTokenizer
 from service.engine.policy import AnswerPolicy
-from service.engine.rows import RegistrySync, RowEnds
-from service.generation import GateInfo, GenerationRequest, RequestHandle, Row
+from service.engine.rows import RegistrySync, RowEnds, begin_row
+from service.generation import GenerationRequest, RequestHandle, Row
 from service.metrics import GATE_DECISIONS
 from steering import GateMatch, GateState
-from steering.decoding import TextTracker
 from steering.guard import RowPlan
 from steering.loading import resolve_model
 from steering.recheck import Verdict
@@ -242,15 +241,8 @@ class VllmEngine(Engine):
             self._rows.pop(serial, None)
 
     def _begin(self, row: Row, plan: RowPlan) -> None:
-        p = row.req.params
-        row.matched, row.vectors = plan.matched, plan.vectors
         assert self._tok is not None
-        row.tracker = TextTracker(self._tok.tokenizer, p.stop, self._tok.eos, p.max_new_tokens,
-                                  prefix=row.prefix_text, prefix_tokens=len(row.prefix_ids), emitted=row.emitted)
-        row.checked_ids, row.ok_count, row.released = 0, 0, len(row.prefix_text)
-        if row.stream and not row.gate_posted:
-            row.gate_posted = True
-            row.post("gate", GateInfo(row.vectors is not None, row.matched))
+        begin_row(row, plan, self._tok)
 
     async def _claim(self, plan: RowPlan, boost: float, old: str | None) -> str | None:
         """Register the row's decision so the worker table holds its vector; returns its key."""

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from service.engine.rows import RegistrySync, RowEnds
-from service.generation import EngineClosedError, GateInfo, Row
+from service.engine.rows import RegistrySync, RowEnds, begin_row
+from service.generation import EngineClosedError, Row
 from service.metrics import BATCH_SIZE, GATE_DECISIONS
 from steering import GateState, Generation
-from steering.decoding import KVBatch, TextTracker, ban_eos, decode_step, prefill, row_generator, sample
+from steering.decoding import KVBatch, ban_eos, decode_step, prefill, row_generator, sample
 from steering.gates import build_plans
 from steering.guard import batch_plans
 from steering.hooks import SteeringPlan
@@ -129,14 +129,8 @@ class BatchWorker:
             p = row.req.params
             if row.req.forced is None and row.req.steer:
                 GATE_DECISIONS.labels(result="open" if plan.matched else "closed").inc()
-            row.matched, row.vectors = plan.matched, plan.vectors
             row.generator = row_generator(p.temperature, p.seed)
-            row.tracker = TextTracker(self.tok.tokenizer, p.stop, self.tok.eos, p.max_new_tokens,
-                                      prefix=row.prefix_text, prefix_tokens=len(row.prefix_ids), emitted=row.emitted)
-            row.checked_ids, row.ok_count, row.released = 0, 0, len(row.prefix_text)
-            if row.stream and not row.gate_posted:
-                row.gate_posted = True
-                row.post("gate", GateInfo(row.vectors is not None, row.matched))
+            begin_row(row, plan, self.tok)
         with guard.hooks.steer(batch_plans(plans)):
             return prefill(guard.model, [r.input_ids + r.prefix_ids for r in rows], self.tok.pad_id)
 

@@ -9,16 +9,31 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from service.generation import RequestTimeoutError, Row
+from service.generation import GateInfo, RequestTimeoutError, Row
 from service.metrics import GENERATED_TOKENS
 from steering import Generation
+from steering.decoding import TextTracker
+from steering.guard import RowPlan
 
 if TYPE_CHECKING:
-    from service.engine.admission import Admission
+    from service.engine.admission import Admission, EngineTokenizer
     from service.runtime import Runtime
     from service.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+
+def begin_row(row: Row, plan: RowPlan, tok: EngineTokenizer) -> None:
+    """Start (or restart, after a re-check) a row on its gate decision: its vectors, a fresh text
+    tracker from the released prefix, and, once per stream, the gate event."""
+    p = row.req.params
+    row.matched, row.vectors = plan.matched, plan.vectors
+    row.tracker = TextTracker(tok.tokenizer, p.stop, tok.eos, p.max_new_tokens,
+                              prefix=row.prefix_text, prefix_tokens=len(row.prefix_ids), emitted=row.emitted)
+    row.checked_ids, row.ok_count, row.released = 0, 0, len(row.prefix_text)
+    if row.stream and not row.gate_posted:
+        row.gate_posted = True
+        row.post("gate", GateInfo(row.vectors is not None, row.matched))
 
 
 class RowEnds:
