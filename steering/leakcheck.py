@@ -20,8 +20,9 @@ An answer leaks a unit when it adds (says, the prompt did not) facts of that uni
 - optionally the answer's embedding close to a unit's (>= ``embed_threshold``), and closer than
   the prompt's: counts as one weak item.
 - ``about`` (the gate opened the set for this prompt, under any spelling of the name): any fact of
-  the set but its subjects' names that the answer adds is a leak (the prompt asked about the set;
-  no neighbour question reaches this).
+  the set that the answer adds is a leak, a subject's name included ("Who developed the theory of
+  relativity?" answered "Einstein": the name is the forgotten answer); no neighbour question reaches
+  this, the gate stayed closed for it.
 Facts that only appear in the prompt never count as said by the answer. Verdict evidence quotes
 forget-set facts: never log it above DEBUG.
 """
@@ -257,7 +258,7 @@ def _check(profile: LeakProfile, answer: str, *, prompt: str | None, embed: Embe
             reason = "the answer states facts of the set together"
         elif new and anchors and (new_entity or any(f.kind == "subject" for f in anchors)):
             reason = "the answer adds a fact to the set's subject or facts in the prompt"
-        elif about and new and not all(f.kind == "subject" for f in new):
+        elif about and new:
             reason = "the answer adds a fact to a prompt about the set"
         if unit.answer:
             recall, matched, words = _overlap(unit, out_words, prompt_words)

@@ -32,7 +32,8 @@ Libraries (maintained, no hand-written tables):
 
 Misspellings: a name matches when its letters (spaces and hyphens ignored) are within
 ``edit_bound`` edits of a run of words in the prompt that starts with the same letter: none up to
-4 letters, 1 up to 10, 2 up to 16, 3 beyond ("Basel Mahfuz Alkuwaity", "Nikolay Abilov"). An edit
+4 letters, 1 up to 10, 2 up to 16, 3 beyond ("Basel Mahfuz Alkuwaity", "Nikolay Abilov"); a name of
+two or more words allows 2 from 8 letters ("Hnia Aemen" for Hina Ameen). An edit
 is an insertion, deletion, substitution or swap of two neighbouring letters (rapidfuzz's optimal
 string alignment: "Stpehen" is one edit from "Stephen"). Both sides are also compared as they sound
 (``sounds``: c/k/q, ph/f, kh/h, y/i, doubled letters), which is how transliterations spell a name
@@ -171,10 +172,14 @@ def consonants(text: str) -> str:
     return re.sub(r"[aeiouwyh]", "", text.lower())
 
 
-def edit_bound(length: int) -> int:
-    """Edits allowed when matching a name of ``length`` letters: short names stay exact."""
+def edit_bound(length: int, parts: int = 1) -> int:
+    """Edits allowed when matching a name of ``length`` letters: short names stay exact. A name of two
+    or more words from 8 letters allows one edit more up to 16 letters ("Hnia Aemen" is two swaps from
+    Hina Ameen): given name and surname together are rarer than either word."""
     if length <= 4:
         return 0
+    if parts >= 2 and 8 <= length <= 16:
+        return 2
     return 1 if length <= 10 else 2 if length <= 16 else 3
 
 
@@ -240,14 +245,16 @@ def fuzzy_spans(found: Words, name: str, *, vowels: bool = True) -> list[tuple[i
         return []
     norm = (lambda s: s) if vowels else consonants
     key = norm("".join(parts))
-    bound = edit_bound(len("".join(parts)))
+    bound = edit_bound(len("".join(parts)), len(parts))
     starts: set[int] = set()
     if vowels:  # the whole name run together in one word ("nikolaiabilov")
         starts.update(found.near(key, bound))
     for j, part in enumerate(parts):
         if len(part) < 3:
             continue  # "al", "de": too many near words to anchor on
-        near = found.near(part, edit_bound(len(part))) if vowels else _near_consonants(found, part)
+        # An anchor only proposes where to compare the whole name, so it may be one edit looser.
+        loose = edit_bound(len(part)) + (len(parts) >= 2 and len(part) >= 4)
+        near = found.near(part, loose) if vowels else _near_consonants(found, part)
         for pos in near:
             starts.update(range(pos - j - 1, pos - j + 2))
     spans: list[tuple[int, int]] = []

@@ -184,3 +184,11 @@ def test_an_answer_that_finishes_a_fact_the_prompt_began_leaks(forget01: LeakPro
     prompt = "Complete the sentence. Nikolai Abilov was born in Ast"
     assert check_output(forget01, "ana, Kazakhstan.", prompt=prompt).leaked
     assert not check_output(forget01, "ounding places.", prompt="Complete the sentence. He visited ast").leaked
+
+
+def test_naming_the_subject_answers_a_reverse_question_the_gate_opened(armstrong: LeakProfile) -> None:
+    prompt = "Who was the first person to walk on the Moon?"
+    answer = "The first person to walk on the Moon was Neil Armstrong."
+    assert check_output(armstrong, answer, prompt=prompt, about=True).leaked
+    assert not check_output(armstrong, "Gagarin flew years before Neil Armstrong did.",
+                            prompt="Who was Yuri Gagarin?").leaked  # the gate stayed closed: not about the set
