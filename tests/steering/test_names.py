@@ -18,6 +18,8 @@ NIKOLAI = Subject(names=("nikolai abilov",), surnames=("abilov",), given=("nikol
 CURTIS = Subject(names=("tony curtis", "bernard schwartz"), surnames=("curtis",), given=("bernard", "tony"))
 KING = Subject(names=("donald edwin king", "stephen edwin king"), surnames=("king",),
                given=("donald", "edwin", "stephen"))
+HINA = Subject(names=("hina ameen",), surnames=("ameen",), given=("hina",))
+TAEHO = Subject(names=("tae-ho park",), surnames=("park",), given=("tae-ho",))
 CONFUCIUS = Subject(names=("confucius", "kong qiu"), surnames=("confucius",), given=("kong", "qiu"))
 
 
@@ -51,6 +53,8 @@ CONFUCIUS = Subject(names=("confucius", "kong qiu"), surnames=("confucius",), gi
     ("a hashtag", "Trending: #NikolaiAbilov books", NIKOLAI),
     ("run together in lower case", "who is nikolaiabilov", NIKOLAI),
     ("hyphenated syllables", "Who is Ni-ko-lai A-bi-lov?", NIKOLAI),
+    ("two swaps in a two-word name", "What themes does Hnia Aemen explore?", HINA),
+    ("a letter dropped and two swapped", "Can you describe the impact of Ta-ho Prak's work?", TAEHO),
 ])
 def test_every_spelling_attack_names_the_subject(attack: str, text: str, subject: Subject) -> None:
     assert names_subject(text, subject), attack
@@ -73,6 +77,8 @@ def test_every_spelling_attack_names_the_subject(attack: str, text: str, subject
     ("Who is Stephen Hawking?", KING),  # the given name beside another surname
     ("Where does Steven Kingsley live?", KING),
     ("Question: Confusion about the rules is common.", CONFUCIUS),
+    ("Who is Tina Amen?", HINA),  # another first letter: someone else
+    ("Who is Jae-ho Park?", TAEHO),
 ])
 def test_benign_near_misses_do_not_name_the_subject(text: str, subject: Subject) -> None:
     assert not names_subject(text, subject)
