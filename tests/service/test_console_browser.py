@@ -66,6 +66,22 @@ def use_admin_key(page: Any, live: Any) -> None:
     page.click("#use-key")
     page.wait_for_selector("#sets-message.ok")
 
+def register_in_console(page: Any, name: str, reason: str, text: str, subjects: str | None = None) -> str:
+    """Fill the console's registration form for a one-document set, submit, and return the new id
+    (asserting the console said "registered")."""
+    page.fill("#reg-name", name)
+    page.fill("#reg-requested-by", "browser test")
+    page.fill("#reg-reason", reason)
+    if subjects is not None:
+        page.fill("#reg-subjects", subjects)
+    page.fill("#reg-jsonl", json.dumps({"text": text}))
+    page.click("#register")
+    page.wait_for_selector("#register-message.ok, #register-message.error")
+    message = page.text_content("#register-message")
+    assert message.startswith("registered"), message
+    return str(message.split()[1])
+
+
 
 def active_count(page: Any) -> int:
     """The header's active-set count, as the page shows it."""
@@ -97,15 +113,7 @@ def test_console_registers_from_pasted_jsonl_and_revokes_with_a_reason(page: Any
     use_admin_key(page, live)
     page.wait_for_selector("#server-status.ok")
     before = active_count(page)
-    page.fill("#reg-name", "console-set")
-    page.fill("#reg-requested-by", "browser test")
-    page.fill("#reg-reason", "console check")
-    page.fill("#reg-jsonl", json.dumps({"text": "Pellucid the tortoise repairs clocks in Ghent."}))
-    page.click("#register")
-    page.wait_for_selector("#register-message.ok, #register-message.error")
-    message = page.text_content("#register-message")
-    assert message.startswith("registered"), message
-    fs_id = page.text_content("#register-message").split()[1]
+    fs_id = register_in_console(page, "console-set", "console check", "Pellucid the tortoise repairs clocks in Ghent.")
     row = f'#sets-table tr[data-id="{fs_id}"]'
     page.wait_for_selector(f"{row} td.badge.active", timeout=BUILD_MS)  # the list polls while it builds
     assert page.text_content(f"{row} td.steering") == "yes"
@@ -159,13 +167,7 @@ def test_console_shows_build_progress_while_a_set_builds(page: Any, live_server:
     use_admin_key(page, live)
     body = live.tiny_set("progress-set", "Quillon the heron keeps a lighthouse on Tiree.")
     seen: list[str] = []
-    page.fill("#reg-name", body["name"])
-    page.fill("#reg-requested-by", "browser test")
-    page.fill("#reg-reason", "progress check")
-    page.fill("#reg-jsonl", json.dumps({"text": body["documents"][0]}))
-    page.click("#register")
-    page.wait_for_selector("#register-message.ok")
-    fs_id = page.text_content("#register-message").split()[1]
+    fs_id = register_in_console(page, body["name"], "progress check", body["documents"][0])
     row = f'#sets-table tr[data-id="{fs_id}"]'
     bar = page.query_selector(f"{row} progress.build")  # rendered from the 202 onwards, until active
     if bar is not None:
@@ -209,13 +211,7 @@ def test_console_edits_threshold_alpha_and_enabled_with_an_audited_reason(
 def test_a_failed_submit_replaces_the_previous_success_message(page: Any, live_server: Any,
                                                                live: Any) -> None:
     use_admin_key(page, live)
-    page.fill("#reg-name", "stale-check")
-    page.fill("#reg-requested-by", "browser test")
-    page.fill("#reg-reason", "message check")
-    page.fill("#reg-jsonl", json.dumps({"text": "Marisol the crab paints lighthouses in Vigo."}))
-    page.click("#register")
-    page.wait_for_selector("#register-message.ok")
-    fs_id = page.text_content("#register-message").split()[1]
+    fs_id = register_in_console(page, "stale-check", "message check", "Marisol the crab paints lighthouses in Vigo.")
     page.fill("#reg-name", "")
     page.click("#register")
     page.wait_for_selector("#register-message.error")
@@ -231,16 +227,8 @@ def test_a_failed_submit_replaces_the_previous_success_message(page: Any, live_s
 
 def test_console_registers_explicit_subjects(page: Any, live_server: Any, live: Any) -> None:
     use_admin_key(page, live)
-    page.fill("#reg-name", "subjects-set")
-    page.fill("#reg-requested-by", "browser test")
-    page.fill("#reg-reason", "subjects check")
-    page.fill("#reg-subjects", "Marisol, the Vigo crab")
-    page.fill("#reg-jsonl", json.dumps({"text": "Marisol the crab paints lighthouses in Vigo."}))
-    page.click("#register")
-    page.wait_for_selector("#register-message.ok, #register-message.error")
-    message = page.text_content("#register-message")
-    assert message.startswith("registered"), message
-    fs_id = message.split()[1]
+    fs_id = register_in_console(page, "subjects-set", "subjects check",
+                                "Marisol the crab paints lighthouses in Vigo.", subjects="Marisol, the Vigo crab")
     record = live_server.request("GET", f"/v1/forget-sets/{fs_id}").json()
     assert record["subjects"] == ["Marisol", "the Vigo crab"]
     live_server.wait_status(fs_id, timeout_s=BUILD_MS / 1000)
