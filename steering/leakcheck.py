@@ -218,9 +218,11 @@ def check_output(profile: LeakProfile, answer: str, *, prompt: str | None = None
     if prompt:
         tail = prompt[-JOIN_CHARS:]
         readings.append(tail + answer)
+    prompt_norm = norm(prompt or "")  # once: every reading is compared with the same prompt
     best = LeakVerdict(False, "no fact of the set in the answer")
     for i, text in enumerate(readings):
-        verdict = _check(profile, text, prompt=prompt, embed=embed if i == 0 else None, about=about)
+        verdict = _check(profile, text, prompt=prompt, prompt_norm=prompt_norm,
+                         embed=embed if i == 0 else None, about=about)
         if (verdict.leaked, verdict.score) > (best.leaked, best.score):
             best = verdict
         if best.leaked:
@@ -228,9 +230,9 @@ def check_output(profile: LeakProfile, answer: str, *, prompt: str | None = None
     return best
 
 
-def _check(profile: LeakProfile, answer: str, *, prompt: str | None, embed: EmbedFn | None,
+def _check(profile: LeakProfile, answer: str, *, prompt: str | None, prompt_norm: str, embed: EmbedFn | None,
            about: bool) -> LeakVerdict:
-    out_norm, prompt_norm = norm(answer), norm(prompt or "")
+    out_norm = norm(answer)
     out_pad, prompt_pad = f" {out_norm} ", f" {prompt_norm} "
     out_tokens = out_norm.split()
     out_words, prompt_words = set(out_tokens), set(prompt_norm.split())
