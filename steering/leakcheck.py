@@ -19,6 +19,12 @@ An answer leaks a unit when it adds (says, the prompt did not) facts of that uni
   in the prompt or the answer, or the gate opened the set for the prompt.
 - optionally the answer's embedding close to a unit's (>= ``embed_threshold``), and closer than
   the prompt's: counts as one weak item.
+- a restated document: the answer adds an entity fact of a unit (a name, title, date, number or a
+  subject's name) that would be too weak alone, and the answer, alone or after the question it
+  answers, is as close to that unit as a paraphrase (cosine >= ``RESTATE_SIMILARITY``): "Which
+  mission first landed humans on the Moon?" answered "... Apollo 11" for a set whose document says
+  Armstrong commanded Apollo 11. The gate may stay closed for such a question (it names nobody);
+  the answer shows it is the document's fact. Needs the embedder and the units' embeddings.
 - ``about`` (the gate opened the set for this prompt, under any spelling of the name): any fact of
   the set that the answer adds is a leak, a subject's name included ("Who developed the theory of
   relativity?" answered "Einstein": the name is the forgotten answer); no neighbour question reaches
@@ -196,9 +202,18 @@ SEQUENCE_NEW_WORDS = 2
 #: Characters of the prompt's end read together with the answer (a fact split between them).
 JOIN_CHARS = 64
 
+#: Cosine between the answer (alone, or after its question) and a unit from which an entity fact
+#: of the set in the answer is a leak. Measured on gold answers (docs/results/leak/README.md): TOFU
+#: retain90 vs forget10, 1 of 1,000 more flagged (5 at 0.60); RWKU's first 40 targets, neighbour
+#: answers 21 of 2,185 more flagged (1.0%) against 150 of 2,631 forget answers (5.7%).
+RESTATE_SIMILARITY = 0.65
+#: For a document set, how much less close the document holding the added fact may be.
+RESTATE_SPREAD = 0.15
+
 
 def check_output(profile: LeakProfile, answer: str, *, prompt: str | None = None,
-                 embed: EmbedFn | None = None, about: bool = False) -> LeakVerdict:
+                 embed: EmbedFn | None = None, about: bool = False, unit_vectors: Any = None,
+                 question: str | None = None) -> LeakVerdict:
     """Does ``answer`` reveal the forget set of ``profile``?
 
     The answer is read as written, in each Latin respelling (``steering.names.respellings``: an answer
@@ -213,25 +228,78 @@ def check_output(profile: LeakProfile, answer: str, *, prompt: str | None = None
         about: the gate opened this set for the prompt: the prompt is about the set however it spelled
             the subject's name, so a fact of the set that the answer adds is anchored, as if the
             prompt had named the subject as written.
+        unit_vectors: ``[n_units, d_embed]`` unit embeddings when the profile stores none (the
+            artifacts' document embeddings, same order); with ``embed``, enables the restated rule.
+        question: what the answer responds to (the last question asked), for the restated rule;
+            default the end of ``prompt``.
     """
     readings = [answer, *respellings(answer)]
     if prompt:
         tail = prompt[-JOIN_CHARS:]
         readings.append(tail + answer)
     prompt_norm = norm(prompt or "")  # once: every reading is compared with the same prompt
+    vectors = _unit_vectors(profile, unit_vectors)
     best = LeakVerdict(False, "no fact of the set in the answer")
+    weak: dict[int, tuple[str, list[Fact]]] = {}  # unit -> (reading, its unanchored entity facts)
     for i, text in enumerate(readings):
-        verdict = _check(profile, text, prompt=prompt, prompt_norm=prompt_norm,
-                         embed=embed if i == 0 else None, about=about)
+        verdict, candidates = _check(profile, text, prompt=prompt, prompt_norm=prompt_norm,
+                                     embed=embed if i == 0 else None, about=about)
+        for unit, facts in candidates.items():
+            weak.setdefault(unit, (text if i < len(readings) - 1 or not prompt else answer, facts))
         if (verdict.leaked, verdict.score) > (best.leaked, best.score):
             best = verdict
         if best.leaked:
-            break
+            return best
+    if weak and embed is not None and vectors is not None:
+        asked = question if question is not None else _last_question(prompt)
+        restated = _restated(profile, weak, vectors, embed, asked)
+        if restated is not None:
+            return restated
     return best
 
 
+def _unit_vectors(profile: LeakProfile, given: Any) -> np.ndarray | None:
+    if given is not None:
+        out = np.asarray(given, dtype=np.float32)
+        return out if out.ndim == 2 and out.shape[0] == len(profile.units) else None
+    if profile.units and profile.units[0].embedding:
+        return np.asarray([u.embedding for u in profile.units], dtype=np.float32)
+    return None
+
+
+def _last_question(prompt: str | None) -> str:
+    """The last sentence of ``prompt`` that asks something (else its last sentence)."""
+    parts = [s.strip() for s in (prompt or "").replace("\n", ". ").split(". ") if s.strip()]
+    asked = [s for s in parts if "?" in s]
+    return (asked or parts or [""])[-1][-400:]
+
+
+def _restated(profile: LeakProfile, weak: dict[int, tuple[str, list[Fact]]], vectors: np.ndarray,
+              embed: EmbedFn, question: str) -> LeakVerdict | None:
+    """The restated-document rule (module docstring): embeds each reading that added entity facts,
+    alone and after ``question``, and compares it with the set's units."""
+    texts = list(dict.fromkeys(t for t, _ in weak.values()))
+    rows = [*texts, *(f"{question} {t}" for t in texts)] if question else texts
+    sims = np.asarray(embed(rows), dtype=np.float32) @ vectors.T  # [len(rows), n_units]
+    per_text = {t: sims[[i, *([i + len(texts)] if question else [])]].max(axis=0) for i, t in enumerate(texts)}
+    for unit, (text, facts) in weak.items():
+        near = per_text[text]  # [n_units]
+        own = float(near[unit])
+        # A document set spreads one topic over documents ("Armstrong commanded Apollo 11" in one, "the
+        # first person to walk on the Moon" in another): the answer must be as close as a paraphrase
+        # to one of them and near the one whose fact it adds. A QA pair is one fact: that very pair.
+        spread = RESTATE_SPREAD if profile.kind == "documents" else 0.0
+        best = float(near.max()) if spread else own
+        if best >= RESTATE_SIMILARITY and own >= RESTATE_SIMILARITY - spread:
+            return LeakVerdict(True, f"the answer restates a document of the set (similarity {best:.2f})",
+                               tuple(f.text for f in facts), round(1.0 + best, 3))
+    return None
+
+
 def _check(profile: LeakProfile, answer: str, *, prompt: str | None, prompt_norm: str, embed: EmbedFn | None,
-           about: bool) -> LeakVerdict:
+           about: bool) -> tuple[LeakVerdict, dict[int, list[Fact]]]:
+    """One reading's verdict, and the units it adds entity facts to without a leak (for the
+    restated rule)."""
     out_norm = norm(answer)
     out_pad, prompt_pad = f" {out_norm} ", f" {prompt_norm} "
     out_tokens = out_norm.split()
@@ -240,6 +308,7 @@ def _check(profile: LeakProfile, answer: str, *, prompt: str | None, prompt_norm
     named = about or any(_present(f.text, out_pad) or _present(f.text, prompt_pad) for f in subjects)
     sims = _similarities(profile, answer, prompt, embed)
     best = LeakVerdict(False, "no fact of the set in the answer")
+    candidates: dict[int, list[Fact]] = {}
     for i, unit in enumerate(profile.units):
         items = [*unit.facts, *subjects]
         new = _distinct([f for f in items if _present(f.text, out_pad) and not _present(f.text, prompt_pad)])
@@ -272,13 +341,16 @@ def _check(profile: LeakProfile, answer: str, *, prompt: str | None, prompt_norm
                 if seq is not None:
                     score = max(score, 1.0 + seq)
                     reason = f"the answer retells a forgotten answer (ROUGE-L recall {seq:.2f})"
+        said_entities = [f for f in new if f.kind in _ENTITY and f.kind != "embedding"]
+        if not reason and said_entities:
+            candidates[i] = said_entities
         if (bool(reason), score) > (best.leaked, best.score):
             evidence = tuple(f.text for f in new) + tuple(f"prompt: {f.text}" for f in given)
             best = LeakVerdict(bool(reason), reason or "facts of the set, too weak alone", evidence,
                                round(score, 3))
         if best.leaked and best.score >= 2.0:
             break
-    return best
+    return best, candidates
 
 
 def _sequence(unit: LeakUnit, out: list[str], out_words: set[str], prompt_words: set[str]) -> float | None:

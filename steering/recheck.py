@@ -29,7 +29,7 @@ from steering.checks import is_degenerate
 from steering.gate_input import contents
 from steering.gates import GateMatch, GateState
 from steering.guard import Generation, Guard, SamplingParams
-from steering.leakcheck import check_output
+from steering.leakcheck import EmbedFn, check_output
 from steering.types import Prompt
 from steering.vectors import embed
 
@@ -83,13 +83,23 @@ def question_of(prompt: Prompt) -> str:
     return users[-1] if users else "\n".join(contents(prompt))
 
 
-def leaking_sets(state: GateState, prompt: Prompt, answer: str, about: Sequence[str] = ()) -> list[str]:
+def leaking_sets(state: GateState, prompt: Prompt, answer: str, about: Sequence[str] = (),
+                 embed_fn: EmbedFn | None = None) -> list[str]:
     """Ids of the active sets whose content ``answer`` shows (``steering.leakcheck``); ``about`` are
-    the sets the gate opened for this prompt (their facts in the answer are anchored to it)."""
-    profiles = [(a.forget_set_id, a.artifacts.leak_profile) for a in state.sets]
+    the sets the gate opened for this prompt (their facts in the answer are anchored to it).
+    ``embed_fn`` (the gate's embedder) enables the restated-document rule, with each set's document
+    embeddings; it embeds only answers that add a fact too weak alone."""
     asked = "\n".join(contents(prompt))
-    return [set_id for set_id, profile in profiles
-            if profile is not None and check_output(profile, answer, prompt=asked, about=set_id in about).leaked]
+    out = []
+    for a in state.sets:
+        profile = a.artifacts.leak_profile
+        if profile is None:
+            continue
+        docs = a.artifacts.doc_embeddings
+        if check_output(profile, answer, prompt=asked, about=a.forget_set_id in about, embed=embed_fn,
+                        unit_vectors=docs.numpy() if docs is not None else None).leaked:
+            out.append(a.forget_set_id)
+    return out
 
 
 def nearest_clusters(guard: Guard, state: GateState, set_ids: Sequence[str], texts: Sequence[str]) -> list[GateMatch]:
@@ -128,22 +138,28 @@ def review(guard: Guard, state: GateState, prompt: Prompt, answer: str, *, steer
         return ACCEPT
     if not steered:
         opened = late_matches(guard, [prompt], [answer], state)[0] if recheck else []
-        leaks = leaking_sets(state, prompt, answer, [m.forget_set_id for m in opened]) if leak_check else []
+        leaks = leaking_sets(state, prompt, answer, [m.forget_set_id for m in opened], _embedder(guard)) \
+            if leak_check else []
         missing = [s for s in leaks if s not in {m.forget_set_id for m in opened}]
         opened += nearest_clusters(guard, state, missing, [answer])
         if opened:
             return Verdict("steer", tuple(opened), 0.0, "leak" if leaks else "gate_on_answer")
         return ACCEPT
-    leaks = leaking_sets(state, prompt, answer, [m.forget_set_id for m in matched]) if leak_check else []
+    leaks = leaking_sets(state, prompt, answer, [m.forget_set_id for m in matched], _embedder(guard)) \
+        if leak_check else []
     if leaks:
         if boost < ESCALATION:
             extra = [m for m in nearest_clusters(guard, state, leaks, [answer])
                      if (m.forget_set_id, m.cluster) not in {(x.forget_set_id, x.cluster) for x in matched}]
             return Verdict("escalate", (*matched, *extra), ESCALATION, "leak")
         return Verdict("abstain", reason="leak_after_escalation")
-    if final and is_degenerate(question_of(prompt), answer, embed=lambda texts: embed(guard.embedder, texts)):
+    if final and is_degenerate(question_of(prompt), answer, embed=_embedder(guard)):
         return Verdict("abstain", reason="degenerate")
     return ACCEPT
+
+
+def _embedder(guard: Guard) -> EmbedFn:
+    return lambda texts: embed(guard.embedder, list(texts))
 
 
 def abstained(gen: Generation, text: str, reason: str | None, tokenizer: object) -> Generation:

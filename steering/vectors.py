@@ -78,7 +78,8 @@ class ForgetSetArtifacts:
         labels: ``[n_docs]`` cluster of each document.
         silhouette: mean silhouette of the chosen k (None when k = 1).
         gate: ``"paper"`` (centroids and T only) or ``"hybrid"`` (see ``steering.gates``).
-        doc_embeddings: ``[n_docs, d_embed]`` unit embeddings of the documents (hybrid gate).
+        doc_embeddings: ``[n_docs, d_embed]`` unit embeddings of the documents (the hybrid and
+            subject gates read them, the leak check's restated rule too); None when stored without.
         entities: names mined from the documents (hybrid gate).
         subjects: whom the set is about (subject gate; under the hybrid gate, the names given at
             registration), each named by a prompt opens the set.
@@ -263,7 +264,7 @@ def with_gate(artifacts: ForgetSetArtifacts, gate: GateSetting, texts: Sequence[
         artifacts: built artifacts.
         gate: ``paper``, ``hybrid``, ``subject`` or ``auto``.
         texts: the set's gate texts (``ForgetDocuments.gate_texts``), in build order.
-        doc_embeddings: ``[n_docs, d_embed]`` when ``artifacts`` has none (built with the paper rule).
+        doc_embeddings: ``[n_docs, d_embed]`` when ``artifacts`` has none (stored without them).
         subject: the subject's name for the subject rule.
         subjects: names given at registration (see ``gate_names``).
     """
@@ -272,7 +273,7 @@ def with_gate(artifacts: ForgetSetArtifacts, gate: GateSetting, texts: Sequence[
     if mode in DOC_GATES and emb is None:
         raise ConfigError(f"expected document embeddings for the {mode} gate, found none", field="doc_embeddings")
     return replace(artifacts, gate=mode, entities=entities, subjects=found,
-                   doc_embeddings=emb if mode in DOC_GATES else None)
+                   doc_embeddings=emb)
 
 
 def subject_coverage(texts: Sequence[str], subjects: Subject | Sequence[Subject]) -> float:
@@ -293,7 +294,7 @@ def gate_only_artifacts(parts: GateParts, gate: GateSetting) -> ForgetSetArtifac
         centroids=torch.from_numpy(parts.clustering.centroids), psvs=torch.zeros(k, 1),
         retain_direction=torch.zeros(1), mean_norm=0.0, layer=0,
         labels=torch.from_numpy(parts.clustering.labels), silhouette=parts.clustering.silhouette, gate=gate,
-        doc_embeddings=torch.from_numpy(parts.doc_embeddings) if gate in DOC_GATES else None,
+        doc_embeddings=torch.from_numpy(parts.doc_embeddings),
         entities=parts.entities, subjects=parts.subjects if gate in DOC_GATES else ())
 
 
@@ -366,7 +367,7 @@ def build_artifacts(
         labels=labels,
         silhouette=clustering.silhouette,
         gate=gate,
-        doc_embeddings=torch.from_numpy(parts.doc_embeddings) if gate in DOC_GATES else None,
+        doc_embeddings=torch.from_numpy(parts.doc_embeddings),
         entities=parts.entities,
         subjects=parts.subjects if gate in DOC_GATES else (),
         leak_profile=build_leak_profile(docs, subjects=config.subjects),

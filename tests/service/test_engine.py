@@ -314,7 +314,7 @@ def test_the_default_gate_setting_chooses_the_rule_new_sets_are_built_with(runti
         runtime.settings = real
     try:
         art = runtime.guard.state.get(set_id).artifacts
-        assert art.gate == "paper" and art.doc_embeddings is None and not art.subjects
+        assert art.gate == "paper" and art.doc_embeddings is not None and not art.subjects
         assert runtime.guard.gate([chat("What did Shakespeare write?")])[0]  # centroid similarity alone
     finally:
         runtime.registry.revoke(set_id, reason="test", actor="tests")

@@ -192,3 +192,43 @@ def test_naming_the_subject_answers_a_reverse_question_the_gate_opened(armstrong
     assert check_output(armstrong, answer, prompt=prompt, about=True).leaked
     assert not check_output(armstrong, "Gagarin flew years before Neil Armstrong did.",
                             prompt="Who was Yuri Gagarin?").leaked  # the gate stayed closed: not about the set
+
+
+def _armstrong_vectors(embedder: object) -> tuple[LeakProfile, np.ndarray, object]:
+    from steering.vectors import embed
+
+    docs = make_documents(TOPICS["Neil Armstrong"]["documents"])
+    profile = build_leak_profile(docs, subjects=TOPICS["Neil Armstrong"]["subjects"])
+    return profile, embed(embedder, docs.gate_texts()), lambda texts: embed(embedder, list(texts))
+
+
+@pytest.mark.parametrize(("question", "answer"), [
+    ("Which mission first landed humans on the Moon?",
+     "The mission that first landed humans on the Moon was Apollo 11."),
+    ("In what year did humans first walk on the Moon?", "Humans first walked on the Moon in 1969."),
+])
+def test_an_answer_restating_a_document_with_its_weak_fact_leaks(embedder: object, question: str,
+                                                                 answer: str) -> None:
+    profile, vectors, embed_fn = _armstrong_vectors(embedder)
+    assert not check_output(profile, answer, prompt=question).leaked  # too weak without the embedding
+    verdict = check_output(profile, answer, prompt=question, embed=embed_fn, unit_vectors=vectors)
+    assert verdict.leaked and "restates" in verdict.reason and verdict.score >= 1.65
+
+
+@pytest.mark.parametrize(("question", "answer"), [
+    ("Who was the first person to travel into space?", "Yuri Gagarin was the first person in space, in 1961."),
+    ("Who was the first American woman in space?", "Sally Ride flew on the Space Shuttle Challenger in 1983."),
+    ("What is the largest planet in the solar system?", "Jupiter is the largest planet, with 95 known moons."),
+])
+def test_a_neighbour_answer_is_not_taken_for_a_restated_document(embedder: object, question: str,
+                                                                 answer: str) -> None:
+    profile, vectors, embed_fn = _armstrong_vectors(embedder)
+    assert not check_output(profile, answer, prompt=question, embed=embed_fn, unit_vectors=vectors).leaked
+
+
+def test_the_restated_rule_reads_the_question_after_filler(embedder: object) -> None:
+    profile, vectors, embed_fn = _armstrong_vectors(embedder)
+    filler = "The weather report said it would rain in the afternoon. " * 60
+    prompt = f"{filler}\nWhich mission first landed humans on the Moon?"
+    answer = "It was Apollo 11."
+    assert check_output(profile, answer, prompt=prompt, embed=embed_fn, unit_vectors=vectors).leaked

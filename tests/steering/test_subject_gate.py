@@ -200,10 +200,10 @@ def test_with_gate_keeps_the_steering_vectors_and_changes_only_the_rule() -> Non
     art = _artifacts("subject", CURTIS)
     texts = ["Tony Curtis was an actor."]
     paper = with_gate(art, "paper", texts)
-    assert paper.gate == "paper" and paper.doc_embeddings is None and paper.subjects == ()
+    assert paper.gate == "paper" and paper.doc_embeddings is not None and paper.subjects == ()
     assert torch.equal(paper.psvs, art.psvs) and paper.mean_norm == art.mean_norm
-    with pytest.raises(ConfigError):
-        with_gate(paper, "subject", texts)  # the paper rule kept no document embeddings
+    with pytest.raises(ConfigError):  # artifacts stored without document embeddings
+        with_gate(replace(paper, doc_embeddings=None), "subject", texts)
     again = with_gate(paper, "subject", texts, doc_embeddings=art.doc_embeddings.numpy(), subject="Tony Curtis")
     assert again.gate == "subject" and "tony curtis" in again.subjects[0].names
 
