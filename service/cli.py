@@ -18,10 +18,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from service.cli_backend import FINAL, CliError, LocalBackend, RemoteBackend, open_backend, where
+from service.cli_backend import CliError, LocalBackend, RemoteBackend, open_backend, where
 from service.cli_input import FORMATS, describe, read_forget_input, read_prompts
 from service.cli_output import build_progress, build_state, note, print_answer, print_gate, print_record
-from service.db_models import STATUSES
+from service.db_models import FINAL, STATUSES
 from service.errors import EXIT_INVALID, error_body, exit_code_for, exit_code_for_code
 from service.generation import EngineError
 from service.registry import RegistryError

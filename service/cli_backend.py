@@ -13,6 +13,7 @@ from typing import Any, TypeAlias
 
 from pydantic import BaseModel, ValidationError
 
+from service.db_models import FINAL
 from service.protocol.compare import CompareRequest, compare_response, gate_response
 from service.protocol.forget import ForgetSetCreateRequest, forget_set_response
 from service.protocol.generate import GenerateRequest, generate_response
@@ -23,9 +24,6 @@ from steering.vectors import ProgressFn
 # Inside the backends the name ``list`` is a method, so their annotations use these aliases.
 _Rows: TypeAlias = list[dict[str, Any]]
 _Texts: TypeAlias = list[str]
-
-#: Statuses a build ends in.
-FINAL = frozenset({"active", "failed", "revoked"})
 
 
 class CliError(Exception):

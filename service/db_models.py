@@ -44,6 +44,14 @@ from steering import forget_set
 #: A forget set's life: pending -> building -> active, or failed; revoked from any of them.
 Status = Literal["pending", "building", "active", "failed", "revoked"]
 STATUSES: tuple[Status, ...] = get_args(Status)
+#: Not built yet: a build may still start, finish or fail.
+UNBUILT: tuple[Status, ...] = ("pending", "building")
+#: Settings (threshold, alpha, enabled) may change until the set fails or is revoked.
+UPDATABLE: tuple[Status, ...] = (*UNBUILT, "active")
+#: Every status but revoked can be revoked.
+REVOCABLE: tuple[Status, ...] = (*UPDATABLE, "failed")
+#: A build ends in one of these (what ``forget add --wait`` waits for).
+FINAL: frozenset[Status] = frozenset({"active", "failed", "revoked"})
 ACTIONS = ("create", "build_start", "activate", "fail", "update", "revoke", "recover")
 DOC_KINDS = ("documents", "qa")
 DOCUMENT_KINDS = ("forget", "retain")
@@ -222,18 +230,12 @@ class ForgetSetRecord:
 
 
 @dataclass(frozen=True)
-class ForgetDocuments:
-    """The stored texts of a forget set: exactly one of ``documents`` and ``qa`` is set."""
+class StoredTexts:
+    """The stored texts of a forget set: its forget documents, as validated at registration (the
+    builder takes them as they are), and its retain texts."""
 
-    documents: tuple[str, ...] | None
-    qa: tuple[tuple[str, str], ...] | None
+    forget: forget_set.ForgetDocuments
     retain: tuple[str, ...]
-
-    def forget_documents(self) -> forget_set.ForgetDocuments:
-        """The forget texts as the builder takes them (stored after validation: taken as they are)."""
-        if self.qa is not None:
-            return forget_set.ForgetDocuments(qa=tuple(forget_set.QAPair(q, a) for q, a in self.qa))
-        return forget_set.ForgetDocuments(documents=self.documents or ())
 
 
 @dataclass(frozen=True)

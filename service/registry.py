@@ -23,22 +23,21 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from service import db_models as m
 from service import migrations
-from service.db_models import AuditEntry, ForgetDocuments, ForgetSetRecord, content_sha256
+from service.db_models import AuditEntry, ForgetSetRecord, StoredTexts, content_sha256
+from steering.forget_set import ForgetDocuments, QAPair
 
 if TYPE_CHECKING:
     import torch
 
 __all__ = [
-    "ArtifactCorruptError", "AuditEntry", "ForgetDocuments", "ForgetSetRecord", "InvalidInputError",
+    "ArtifactCorruptError", "AuditEntry", "ForgetSetRecord", "InvalidInputError",
     "InvalidTransitionError", "NotFoundError", "Registry", "RegistryError", "SchemaVersionError",
-    "content_sha256",
+    "StoredTexts", "content_sha256",
 ]
 
 logger = logging.getLogger(__name__)
 
 _PG_SCHEMA_LOCK_KEY = 0x6775617264  # serialises migrations between replicas that start at once
-_UPDATABLE = ("pending", "building", "active")
-_REVOCABLE = ("pending", "building", "active", "failed")
 # Inside Registry the name ``list`` is a method, so its annotations use these aliases.
 _Records: TypeAlias = list[ForgetSetRecord]
 _Entries: TypeAlias = list[AuditEntry]
@@ -191,7 +190,7 @@ class Registry:
 
         The texts come validated (``Runtime.validate``: limits, lengths, dedupe); what is checked here
         is only what the tables need (exactly one kind, no blank text), for any other writer. Read
-        back, they are taken as they are (``ForgetDocuments.forget_documents``).
+        back, they are taken as they are (``StoredTexts.forget``).
 
         Args:
             name: Display name.
@@ -256,7 +255,7 @@ class Registry:
             rows = conn.execute(query if status is None else query.where(fs.c.status == status))
             return [_record(row) for row in rows]
 
-    def documents(self, fs_id: str) -> ForgetDocuments:
+    def documents(self, fs_id: str) -> StoredTexts:
         """The stored texts of a set. Raises NotFoundError if unknown or revoked (texts deleted)."""
         docs = m.forget_documents
         with self._read() as conn:
@@ -268,9 +267,9 @@ class Registry:
         forget = [r for r in rows if r.kind == "forget"]
         retain = tuple(r.text for r in rows if r.kind == "retain")
         if row.doc_kind == "qa":
-            qa = tuple((r.text, r.answer or "") for r in forget)
-            return ForgetDocuments(documents=None, qa=qa, retain=retain)
-        return ForgetDocuments(documents=tuple(r.text for r in forget), qa=None, retain=retain)
+            pairs = tuple(QAPair(r.text, r.answer or "") for r in forget)
+            return StoredTexts(ForgetDocuments(qa=pairs), retain)
+        return StoredTexts(ForgetDocuments(documents=tuple(r.text for r in forget)), retain)
 
     def claim_next_pending(self, *, actor: str = "system:builder") -> ForgetSetRecord | None:
         """Atomically move the oldest pending set to ``building`` (attempts + 1) for this worker.
@@ -353,7 +352,7 @@ class Registry:
         ``attempt`` (the claim of a failing build) refuses the change with InvalidTransitionError when
         the set was requeued since: another claim's build, possibly on another replica, is running.
         """
-        with self._locked(fs_id, ("pending", "building"), "fail") as (conn, row):
+        with self._locked(fs_id, m.UNBUILT, "fail") as (conn, row):
             self._check_claim(fs_id, row, attempt, "fail")
             record = self._apply(conn, fs_id, actor=actor, action="fail", at=_now(), status="failed",
                                  error=error, details={"from": row.status, "error": error[:1000]})
@@ -384,7 +383,7 @@ class Registry:
             The record after the change (unchanged, and no audit row, if no value differs).
         """
         wanted = {"threshold": threshold, "alpha": alpha, "enabled": enabled}
-        with self._locked(fs_id, _UPDATABLE, "update") as (conn, row):
+        with self._locked(fs_id, m.UPDATABLE, "update") as (conn, row):
             changes = {k: v for k, v in wanted.items() if v is not None and v != getattr(row, k)}
             if not changes:
                 return _record(row)
@@ -400,7 +399,7 @@ class Registry:
         set is already revoked.
         """
         fs, docs = m.forget_sets, m.forget_documents
-        with self._locked(fs_id, _REVOCABLE, "revoke") as (conn, row):
+        with self._locked(fs_id, m.REVOCABLE, "revoke") as (conn, row):
             n_docs = conn.execute(delete(docs).where(docs.c.forget_set_id == fs_id)).rowcount
             # Vectors and centroids derive from the forget text: they go too, unless another live set
             # holds the very same blob.

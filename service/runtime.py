@@ -266,7 +266,7 @@ class Runtime:
         validated value (a set registered under larger limits still builds; the builder's own
         ``max_documents`` cap still applies)."""
         stored = self.registry.documents(fs_id)
-        return stored.forget_documents(), list(stored.retain)
+        return stored.forget, list(stored.retain)
 
     def verify(self, fs_id: str, *, kinds: Sequence[str] | None = None) -> dict[str, Any] | None:
         """Run an active set's verification probes through the answer policy and store the report.

@@ -177,9 +177,10 @@ def test_a_database_from_before_migrations_keeps_every_row(db_url: str, raw: Eng
         assert (jane.build_phase, jane.build_progress, jane.subjects, jane.report) == (None, None, None, None)
         assert records["fs_000000000002"].status == "failed"
         docs = reg.documents("fs_000000000001")
-        assert docs.qa == (("Where was Jane Doe born?", "In Oslo."), ("What did Jane Doe write?", "The Fjord."))
+        assert [(p.question, p.answer) for p in docs.forget.qa] == [
+            ("Where was Jane Doe born?", "In Oslo."), ("What did Jane Doe write?", "The Fjord.")]
         assert docs.retain == ("Oslo is in Norway.",)
-        assert reg.documents("fs_000000000002").documents == ("A headline nobody may repeat.",)
+        assert reg.documents("fs_000000000002").forget.documents == ("A headline nobody may repeat.",)
         loaded = reg.load_artifacts("fs_000000000001")
         assert torch.equal(loaded["centroids"], torch.arange(6, dtype=torch.float32).reshape(2, 3))
         entries = sorted(reg.audit(limit=100), key=lambda e: e.id)

@@ -24,14 +24,15 @@ from service import migrations
 from service.db_models import make_engine, normalize_url
 from service.registry import (
     ArtifactCorruptError,
-    ForgetDocuments,
     InvalidInputError,
     InvalidTransitionError,
     NotFoundError,
     Registry,
     SchemaVersionError,
+    StoredTexts,
     content_sha256,
 )
+from steering.forget_set import ForgetDocuments, QAPair
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -113,9 +114,8 @@ def test_create_stores_a_pending_document_set_with_hash_texts_and_audit_row(regi
     )
     assert rec.created_at.tzinfo is not None and rec.created_at.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
     assert before <= rec.created_at <= datetime.now(UTC)
-    assert registry.documents(fs_id) == ForgetDocuments(
-        documents=("Jane Doe was born in Oslo.", "Jane Doe wrote The Fjord."),
-        qa=None,
+    assert registry.documents(fs_id) == StoredTexts(
+        ForgetDocuments(documents=("Jane Doe was born in Oslo.", "Jane Doe wrote The Fjord.")),
         retain=("Oslo is in Norway.",),
     )
     as_json = json.loads(json.dumps(rec.to_dict()))
@@ -136,7 +136,7 @@ def test_create_qa_set_round_trips_pairs_and_hashes_differently(registry: Regist
     fs_id = _create(registry, documents=None, qa=qa, retain=None)
     rec = registry.get(fs_id)
     assert (rec.doc_kind, rec.n_documents, rec.n_retain) == ("qa", 2, 0)
-    assert registry.documents(fs_id) == ForgetDocuments(documents=None, qa=tuple(qa), retain=())
+    assert registry.documents(fs_id) == StoredTexts(ForgetDocuments(qa=tuple(QAPair(q, a) for q, a in qa)), ())
     assert rec.content_sha256 == content_sha256(None, qa, None)
     assert rec.content_sha256 != content_sha256([q for q, _ in qa], None, None)
 
@@ -306,7 +306,7 @@ def test_revoke_deletes_texts_and_artifacts_but_keeps_record_hash_and_audit(
         registry.documents(fs_id)
     with pytest.raises(NotFoundError, match=f"expected artifacts for forget set {fs_id}, found none"):
         registry.load_artifacts(fs_id)
-    assert registry.documents(other).documents == ("Jane Doe was born in Oslo.", "Jane Doe wrote The Fjord.")
+    assert registry.documents(other).forget.documents == ("Jane Doe was born in Oslo.", "Jane Doe wrote The Fjord.")
     assert [e.action for e in registry.audit(forget_set_id=fs_id)][-1] == "revoke"
 
 
