@@ -24,9 +24,10 @@ import numpy as np
 from evals.data import rwku
 from evals.metrics import rate
 from steering.config import AUTO, DEFAULT_THRESHOLD, HYBRID, PAPER, SUBJECT, BuildConfig, GateRule, GateSetting
-from steering.entities import mine_entities
+from steering.entities import mine_entities, names_subject
 from steering.forget_set import make_documents
-from steering.gates import HIGH_MARGIN, ActiveSet, GateState
+from steering.gate_input import gate_input
+from steering.gates import HIGH_MARGIN, SUBJECT_LOW_MARGIN, ActiveSet, GateMatch, GateState
 from steering.vectors import GateParts, build_gate, embed, gate_names, gate_only_artifacts
 
 logger = logging.getLogger(__name__)
@@ -59,12 +60,16 @@ class Probe:
 
 @dataclass
 class RwkuData:
-    """Targets, their passages and every probe of the chosen targets, embedded once."""
+    """Targets, their passages and every probe of the chosen targets, embedded once: each probe as
+    the product's gate reads it (``steering.gate_input``: the query, its windows and re-spellings)."""
 
     targets: list[str]
     passages: dict[str, list[str]]
     probes: list[Probe]
-    embeddings: np.ndarray  # [n_probes, d_embed]
+    embeddings: np.ndarray  # [n_probes, d_embed]: the raw query, row ``Probe.row``
+    windows: np.ndarray | None = None  # [n_windows, d_embed]: every gate window of every probe
+    groups: list[list[int]] | None = None  # per probe, its rows of ``windows``
+    names: list[tuple[str, ...]] | None = None  # per probe, the full texts names are looked for in
 
     def of(self, subject: str, kind: str) -> list[Probe]:
         """The probes of one target and kind."""
@@ -89,7 +94,14 @@ def load(embedder: Any, *, quick: bool, root: Any = None) -> RwkuData:
                 probes.append(Probe(r["subject"], str(r["level"]), kind, _attack(r), r["query"], str(r["answer"]),
                                     len(probes)))
     emb = embed(embedder, [p.query for p in probes])
-    return RwkuData(targets, dict(passages), probes, emb)
+    seen = [gate_input(p.query) for p in probes]
+    texts: list[str] = []
+    groups: list[list[int]] = []
+    for g in seen:
+        groups.append(list(range(len(texts), len(texts) + len(g.windows))))
+        texts.extend(g.windows)
+    return RwkuData(targets, dict(passages), probes, emb, embed(embedder, texts), groups,
+                    [g.full_texts for g in seen])
 
 
 def _attack(row: dict[str, Any]) -> str:
@@ -153,12 +165,67 @@ def _state(set_id: str, parts: GateParts, gate: GateSetting, threshold: float) -
     return GateState((ActiveSet(set_id, gate_only_artifacts(parts, gate), threshold, 0.0),))
 
 
-def opens(state: GateState, data: RwkuData, probes: Sequence[Probe]) -> list[bool]:
-    """Gate decision per probe (the raw query, as a user would type it)."""
+def gate(state: GateState, data: RwkuData, probes: Sequence[Probe], *, raw: bool = False) -> list[list[GateMatch]]:
+    """The gate's matches per probe: the query as a user would type it, read as ``Guard.gate`` reads a
+    prompt (every window and re-spelling), or with ``raw`` embedded once as the paper does."""
     if not probes:
         return []
-    rows = data.embeddings[[p.row for p in probes]]
-    return [bool(m) for m in state.match(rows, [p.query for p in probes])]
+    if raw or data.windows is None or data.groups is None or data.names is None:
+        rows = data.embeddings[[p.row for p in probes]]
+        return state.match(rows, [p.query for p in probes])
+    return state.match_groups(data.windows, [data.groups[p.row] for p in probes],
+                              names=[data.names[p.row] for p in probes])
+
+
+def opens(state: GateState, data: RwkuData, probes: Sequence[Probe], *, raw: bool = False) -> list[bool]:
+    """Gate decision per probe (``gate``)."""
+    return [bool(m) for m in gate(state, data, probes, raw=raw)]
+
+
+#: Why a level-3 probe leaves the default gate closed (``why_missed``), in report order.
+MISS_REASONS = {
+    "unnamed_near": "names no spelling of the target; as close to a passage as T to T + 0.15, where the "
+                    "subject rule waits for a name (questions about the target's works look the same)",
+    "unnamed_far": "names no spelling of the target and is under T from every passage (the paper gate "
+                   "misses it too)",
+    "named_far": "names the target, but is further than T - 0.25 from every passage",
+    "other": "closed for another reason",
+}
+#: Examples kept per attack type and reason.
+MISS_EXAMPLES = 2
+
+
+def why_missed(state: GateState, data: RwkuData, probe: Probe) -> tuple[str, float]:
+    """(reason key of ``MISS_REASONS``, best passage similarity) for a probe the gate left closed."""
+    active = state.sets[0]
+    art, t = active.artifacts, active.threshold
+    if art.doc_embeddings is None:
+        return "other", float("nan")
+    if data.windows is not None and data.groups is not None:
+        rows = data.windows[data.groups[probe.row]]
+    else:
+        rows = data.embeddings[[probe.row]]
+    s = float((rows @ art.doc_embeddings.numpy().T).max())
+    texts = data.names[probe.row] if data.names is not None else (probe.query,)
+    named = any(names_subject(x, subject) for subject in art.subjects for x in texts)
+    if named:
+        return ("named_far" if s < t - SUBJECT_LOW_MARGIN else "other"), s
+    return ("unnamed_near" if s >= t else "unnamed_far"), s
+
+
+def misses(state: GateState, data: RwkuData, decided: Sequence[tuple[Probe, bool]],
+           out: dict[str, Any]) -> None:
+    """Add the level-3 probes ``decided`` left closed to ``out`` (counts per attack and reason, and a
+    few examples), in place."""
+    for probe, opened in decided:
+        if opened or probe.level != "3":
+            continue
+        reason, s = why_missed(state, data, probe)
+        row = out.setdefault(probe.attack, {})
+        cell = row.setdefault(reason, {"n": 0, "examples": []})
+        cell["n"] += 1
+        if len(cell["examples"]) < MISS_EXAMPLES:
+            cell["examples"].append({"target": probe.subject, "query": probe.query, "similarity": round(s, 3)})
 
 
 def gate_run(embedder: Any, data: RwkuData, *, seed: int = 0) -> dict[str, Any]:
@@ -169,6 +236,7 @@ def gate_run(embedder: Any, data: RwkuData, *, seed: int = 0) -> dict[str, Any]:
     thresholds: dict[str, list[float]] = defaultdict(list)
     modes: dict[str, list[str]] = defaultdict(list)
     states: dict[str, list[ActiveSet]] = {AUTO: [], HYBRID: [], SUBJECT: []}
+    missed: dict[str, Any] = {}
     for i, target in enumerate(data.targets):
         forget, neighbor = data.of(target, "forget"), data.of(target, "neighbor")
         others = [p for p in forget_all if p.subject != target]
@@ -177,11 +245,15 @@ def gate_run(embedder: Any, data: RwkuData, *, seed: int = 0) -> dict[str, Any]:
             state = _state(target, parts, gate, t)
             modes[variant].append(gate)
             thresholds[variant].append(t)
+            raw = variant == PAPER  # the paper's baseline embeds the prompt once; ours read it as served
+            decided = list(zip(forget, opens(state, data, forget, raw=raw), strict=True))
             records[variant].append({
                 "target": target,
-                "forget": list(zip(forget, opens(state, data, forget), strict=True)),
-                "neighbor": list(zip(neighbor, opens(state, data, neighbor), strict=True)),
-                "other": opens(state, data, other)})
+                "forget": decided,
+                "neighbor": list(zip(neighbor, opens(state, data, neighbor, raw=raw), strict=True)),
+                "other": opens(state, data, other, raw=raw)})
+            if variant == AUTO:
+                misses(state, data, decided, missed)
             if variant in states:
                 states[variant].append(state.sets[0])
         if i % 20 == 0:
@@ -189,6 +261,7 @@ def gate_run(embedder: Any, data: RwkuData, *, seed: int = 0) -> dict[str, Any]:
     out = {v: aggregate(records[v]) | {"threshold_mean": float(np.mean(thresholds[v])),
                                        "rules": dict(Counter(modes[v]))} for v in VARIANTS}
     out["all_active"] = {v: all_active(GateState(tuple(sets)), data, rng) for v, sets in states.items()}
+    out[AUTO]["misses"] = missed
     return out
 
 
@@ -237,8 +310,7 @@ def all_active(state: GateState, data: RwkuData, rng: random.Random) -> dict[str
         forget = rng.sample(forget, min(ALL_ACTIVE_SAMPLE, len(forget)))
         neighbor = rng.sample(neighbor, min(ALL_ACTIVE_SAMPLE, len(neighbor)))
     def matched(probes: list[Probe]) -> list[set[str]]:
-        rows = data.embeddings[[p.row for p in probes]]
-        return [{m.forget_set_id for m in ms} for ms in state.match(rows, [p.query for p in probes])]
+        return [{m.forget_set_id for m in ms} for ms in gate(state, data, probes)]
     fm, nm = matched(forget), matched(neighbor)
     return {"targets": len(state.sets), "forget_probes": len(forget), "neighbor_probes": len(neighbor),
             "recall_own": rate([p.subject in m for p, m in zip(forget, fm, strict=True)]),

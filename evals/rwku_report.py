@@ -73,9 +73,30 @@ def markdown(section: dict[str, Any]) -> list[str]:
     for name, a in section["variants"]["all_active"].items():
         lines.append(f"| {name} | {a['targets']} | {_f(a['recall_own'])} | {_f(a['forget_opens_another'])} | "
                      f"{_f(a['neighbor_any'])} |")
+    lines += _misses_markdown(variants.get(section["default_gate"], {}).get("misses"))
     lines += _efficacy_markdown(section.get("efficacy"))
     lines += _recheck_markdown(section.get("efficacy", {}).get("gate_recheck"))
     return [*lines, ""]
+
+
+def _misses_markdown(missed: dict[str, Any] | None) -> list[str]:
+    """Level-3 probes the default gate left closed: how many per attack type and reason, and examples."""
+    if not missed:
+        return []
+    reasons = [r for r in rwku_bench.MISS_REASONS if any(r in row for row in missed.values())]
+    lines = ["", "Level-3 probes the default gate leaves closed (prompt alone; the answer policy still "
+             "reviews each answer), per attack type and reason:", "",
+             "| attack | " + " | ".join(reasons) + " |", "|---|" + "---|" * len(reasons)]
+    for attack, row in sorted(missed.items()):
+        lines.append(f"| {attack} | " + " | ".join(str(row.get(r, {}).get("n", 0)) for r in reasons) + " |")
+    lines += ["", *(f"- `{r}`: {rwku_bench.MISS_REASONS[r]}" for r in reasons), "", "Examples:", "",
+              "| attack | reason | target | similarity | probe |", "|---|---|---|---|---|"]
+    for attack, row in sorted(missed.items()):
+        for r in reasons:
+            for e in row.get(r, {}).get("examples", []):
+                query = " ".join(e["query"].split())[:160].replace("|", "/")
+                lines.append(f"| {attack} | {r} | {e['target']} | {e['similarity']:.3f} | {query} |")
+    return lines
 
 
 def _efficacy_markdown(eff: dict[str, Any] | None) -> list[str]:
