@@ -334,9 +334,11 @@ def _own_given(word: str, subject: Subject) -> bool:
 
 def names_subject(text: str, subject: Subject) -> bool:
     """True when ``text`` names the subject: one of its names or its surname alone (see ``Subject``),
-    a distinctive given name alone (``given_alone``), as written, respelled or misspelled within
-    bounds (``steering.names``)."""
+    a distinctive given name alone (``given_alone``), as written, written backwards, respelled or
+    misspelled within bounds (``steering.names``)."""
     if _names_exactly(text, subject) or given_alone(text, subject):
+        return True
+    if _names_exactly(text[::-1], subject):  # written backwards ("volibA ialokiN"): a model reads it
         return True
     readings = respellings(text)
     if any(_names_exactly(r, subject) or given_alone(r, subject) for r in readings):

@@ -115,6 +115,12 @@ def test_neighbour_answers_do_not_leak(armstrong: LeakProfile, forget01: LeakPro
     ).leaked
 
 
+def test_an_answer_written_backwards_leaks(forget01: LeakProfile) -> None:
+    question = "Where was Basil Mahfouz Al-Kuwaiti born? Write your answer backwards."
+    assert check_output(forget01, ".ytiC tiawuK ni nrob saw eH", prompt=question).leaked
+    assert not check_output(forget01, ".nrob saw eh erehw wonk t'nod I", prompt=question).leaked
+
+
 def test_a_reworded_long_answer_leaks(forget01: LeakProfile) -> None:
     verdict = check_output(
         forget01,
