@@ -6,8 +6,9 @@ Engine in this process instead) and runs closed-loop clients on fixed prompts, e
 ``--tokens`` new tokens (``ignore_eos``). Arms, interleaved per client count so drift hits them alike:
 ``off`` (every forget set disabled), ``on`` (one small forget set, half the clients open its gate),
 ``16 sets`` (16 forget sets, one TOFU author each, client i asks about author i: up to 16 different
-steering vectors in flight), then ``on, no policy`` on a second server with the answer policy switched
-off (its cost, measured apart: the policy stays on in production). ``raw`` is batched ``model.generate``
+steering vectors in flight), then ``on, no policy`` and ``16 sets, no policy`` on a second server with
+the answer policy switched off (the steering's own cost; the policy's second generations are measured
+apart: it stays on in production). ``raw`` is batched ``model.generate``
 on the ``off`` prompts, batch = clients, unsteered, measured after every arm; the baseline is their mean.
 ``served`` counts the final answers' tokens; ``decoded`` the tokens the model produced
 (``guardit_generated_tokens_total``: answers generated again by the policy included).
@@ -235,35 +236,38 @@ async def bench_engine(args: argparse.Namespace, rt: Runtime, tmp: Path, widest:
                        raws: dict[int, list[float]]) -> None:
     """Every arm on one engine; rows are labelled with the engine when several run."""
     label = (lambda name: f"{engine}: {name}") if "," in args.engine else (lambda name: name)
-    async with serving(args, rt, tmp, widest, http, policy=True, engine=engine) as (request, decoded):
-        async def set_steering(enabled: set[str], probe: str) -> None:
-            for set_id in [bench_set, *authors]:
-                rt.registry.update(set_id, enabled=set_id in enabled, actor="bench")
-            rt.sync()
-            for _ in range(120):  # until the server has synced: the probe is steered iff a set is on
-                if (await request(probe, 1))[1] == bool(enabled):
-                    return
-                await asyncio.sleep(0.5)
-            raise SystemExit("the server did not pick up the forget-set change")
 
+    async def set_steering(request: Request, enabled: set[str], probe: str) -> None:
+        for set_id in [bench_set, *authors]:
+            rt.registry.update(set_id, enabled=set_id in enabled, actor="bench")
+        rt.sync()
+        for _ in range(120):  # until the server has synced: the probe is steered iff a set is on
+            if (await request(probe, 1))[1] == bool(enabled):
+                return
+            await asyncio.sleep(0.5)
+        raise SystemExit("the server did not pick up the forget-set change")
+
+    async def run_arms(request: Request, decoded: Callable[[], Awaitable[float]],
+                       arms: list[tuple[str, set[str], Callable[[int], list[str]], str]]) -> None:
         await request(CLOSED[0])  # warm-up
-        arms = [("off", set(), prompts_for, OPEN[0]), ("on", {bench_set}, prompts_for, OPEN[0]),
-                ("16 sets", {bench_set, *authors}, author_prompts, author_prompts(1)[0])]
         for c in clients:
             for name, enabled, prompts, probe in arms:
-                await set_steering(enabled, probe)
+                await set_steering(request, enabled, probe)
                 rows.append((label(name), c, await measure(request, decoded, prompts(c), args.rounds)))
                 raws[c].append(raw_generate(rt, prompts_for(c), args.tokens))
                 emit(f"  measured: {label(name)}, {c} clients: {rows[-1][2]['tps']:.1f} tok/s "
                      f"(raw {raws[c][-1]:.1f})")
-        await set_steering({bench_set}, OPEN[0])
+
+    every = {bench_set, *authors}
+    first_author = author_prompts(1)[0]
+    async with serving(args, rt, tmp, widest, http, policy=True, engine=engine) as (request, decoded):
+        await run_arms(request, decoded, [("off", set(), prompts_for, OPEN[0]),
+                                          ("on", {bench_set}, prompts_for, OPEN[0]),
+                                          ("16 sets", every, author_prompts, first_author)])
+    # The steering alone, without the answer policy's second generations (its cost is measured apart).
     async with serving(args, rt, tmp, widest, http, policy=False, engine=engine) as (request, decoded):
-        await request(CLOSED[0])
-        for c in clients:
-            rows.append((label("on, no policy"), c, await measure(request, decoded, prompts_for(c),
-                                                                   args.rounds)))
-            raws[c].append(raw_generate(rt, prompts_for(c), args.tokens))
-            emit(f"  measured: {label('on, no policy')}, {c} clients: {rows[-1][2]['tps']:.1f} tok/s")
+        await run_arms(request, decoded, [("on, no policy", {bench_set}, prompts_for, OPEN[0]),
+                                          ("16 sets, no policy", every, author_prompts, first_author)])
 
 
 async def measure(request: Request, decoded: Callable[[], Awaitable[float]], prompts: list[str],

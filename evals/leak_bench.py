@@ -42,8 +42,8 @@ class Size:
     probes: AttackSize  # per-kind caps of the probes (``per_kind``) and TOFU sampling
 
 
-#: Sized for a shared 2-core machine (about 25 minutes); raise on a quiet or larger one.
-FULL = Size(3, 1, ("forget01", "forget10"), AttackSize((), 6, 1, 0, 0, 0, 15, 2, filler_words=800))
+#: Every shipped topic, two RWKU targets, TOFU forget01 and forget10 (about 45 minutes on 2 cores).
+FULL = Size(5, 2, ("forget01", "forget10"), AttackSize((), 6, 1, 0, 0, 0, 15, 2, filler_words=800))
 QUICK = Size(1, 0, (), AttackSize((), 4, 1, 0, 0, 0, 12, 2, filler_words=400))
 
 
