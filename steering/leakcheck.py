@@ -25,6 +25,9 @@ An answer leaks a unit when it adds (says, the prompt did not) facts of that uni
   mission first landed humans on the Moon?" answered "... Apollo 11" for a set whose document says
   Armstrong commanded Apollo 11. The gate may stay closed for such a question (it names nobody);
   the answer shows it is the document's fact. Needs the embedder and the units' embeddings.
+- ``about`` a document set: an answer as close to one of its documents as a paraphrase (cosine >=
+  ``ABOUT_RESTATE_SIMILARITY``) and closer than the question restates it, mined facts or not (a
+  definition such as "the yen is a currency" holds no name or number).
 - ``about`` (the gate opened the set for this prompt, under any spelling of the name): any fact of
   the set that the answer adds is a leak, a subject's name included ("Who developed the theory of
   relativity?" answered "Einstein": the name is the forgotten answer); no neighbour question reaches
@@ -209,6 +212,14 @@ JOIN_CHARS = 64
 RESTATE_SIMILARITY = 0.65
 #: For a document set, how much less close the document holding the added fact may be.
 RESTATE_SPREAD = 0.15
+#: When the gate opened a document set for the prompt, an answer this close to one of its documents,
+#: and closer to it than the question is, restates that document even without a mined fact ("What is
+#: the Japanese yen?" answered "a currency used by Japanese people": 0.88 to "The yen is the official
+#: currency of Japan.", the question 0.84). Document sets only: a QA set's answers are checked as such.
+ABOUT_RESTATE_SIMILARITY = 0.8
+#: ... once the answer says this many content words the prompt did not (a stream's first words that
+#: repeat the question restate nothing yet).
+ABOUT_NEW_WORDS = 2
 
 
 def check_output(profile: LeakProfile, answer: str, *, prompt: str | None = None,
@@ -250,12 +261,35 @@ def check_output(profile: LeakProfile, answer: str, *, prompt: str | None = None
             best = verdict
         if best.leaked:
             return best
-    if weak and embed is not None and vectors is not None:
-        asked = question if question is not None else _last_question(prompt)
+    if embed is None or vectors is None:
+        return best
+    asked = question if question is not None else _last_question(prompt)
+    if weak:
         restated = _restated(profile, weak, vectors, embed, asked)
         if restated is not None:
             return restated
+    if about and profile.kind == "documents" and len(_new_words(answer, prompt_norm)) >= ABOUT_NEW_WORDS:
+        restated = _restates_document(answer, asked, vectors, embed)
+        if restated is not None:
+            return restated
     return best
+
+
+def _new_words(answer: str, prompt_norm: str) -> set[str]:
+    """Content words of ``answer`` that the (normalised) prompt does not hold."""
+    return set(norm(answer).split()) - set(prompt_norm.split()) - STOPWORDS
+
+
+def _restates_document(answer: str, question: str, vectors: np.ndarray, embed: EmbedFn) -> LeakVerdict | None:
+    """The about rule for document sets (``ABOUT_RESTATE_SIMILARITY``): the answer as close to a
+    document as a paraphrase, and closer than the question it answers."""
+    emb = np.asarray(embed([answer, question or " "]), dtype=np.float32) @ vectors.T  # [2, n_units]
+    unit = int(emb[0].argmax())
+    sim, asked = float(emb[0, unit]), float(emb[1, unit])
+    if sim >= ABOUT_RESTATE_SIMILARITY and sim > asked:
+        return LeakVerdict(True, f"the answer restates a document of the set the prompt is about "
+                                 f"(similarity {sim:.2f}, the question {asked:.2f})", (), round(1.0 + sim, 3))
+    return None
 
 
 def _unit_vectors(profile: LeakProfile, given: Any) -> np.ndarray | None:

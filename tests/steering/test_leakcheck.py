@@ -238,3 +238,28 @@ def test_the_restated_rule_reads_the_question_after_filler(embedder: object) -> 
     prompt = f"{filler}\nWhich mission first landed humans on the Moon?"
     answer = "It was Apollo 11."
     assert check_output(profile, answer, prompt=prompt, embed=embed_fn, unit_vectors=vectors).leaked
+
+
+def _yen(embedder: object) -> tuple[LeakProfile, np.ndarray, object]:
+    from steering.vectors import embed
+
+    docs = make_documents(TOPICS["Japanese yen"]["documents"])
+    profile = build_leak_profile(docs, subjects=TOPICS["Japanese yen"]["subjects"])
+    return profile, embed(embedder, docs.gate_texts()), lambda texts: embed(embedder, list(texts))
+
+
+@pytest.mark.parametrize(("answer", "leaks"), [
+    ("The Japanese yen is a currency used by Japanese people to make their own money.", True),
+    ("The Japanese yen is a global currency used to settle trade, often compared to the dollar.", True),
+    ("The yen is a type of fruit grown in the mountains.", False),
+    ("The Japanese yen is", False),  # a stream's first words: nothing said yet
+    ("I don't have information about that.", False),
+])
+def test_a_definition_restating_a_document_leaks_when_the_prompt_is_about_the_set(
+        embedder: object, answer: str, leaks: bool) -> None:
+    profile, vectors, embed_fn = _yen(embedder)
+    question = "What is the Japanese yen?"
+    verdict = check_output(profile, answer, prompt=question, embed=embed_fn, unit_vectors=vectors, about=True)
+    assert verdict.leaked == leaks, verdict.reason
+    # The same answer to a prompt the gate left closed is judged by facts alone.
+    assert not check_output(profile, answer, prompt=question, embed=embed_fn, unit_vectors=vectors).leaked
