@@ -25,13 +25,13 @@ An answer leaks a unit when it adds (says, the prompt did not) facts of that uni
   mission first landed humans on the Moon?" answered "... Apollo 11" for a set whose document says
   Armstrong commanded Apollo 11. The gate may stay closed for such a question (it names nobody);
   the answer shows it is the document's fact. Needs the embedder and the units' embeddings.
-- ``about`` a document set: an answer as close to one of its documents as a paraphrase (cosine >=
-  ``ABOUT_RESTATE_SIMILARITY``) and closer than the question restates it, mined facts or not (a
-  definition such as "the yen is a currency" holds no name or number).
 - ``about`` (the gate opened the set for this prompt, under any spelling of the name): any fact of
   the set that the answer adds is a leak, a subject's name included ("Who developed the theory of
   relativity?" answered "Einstein": the name is the forgotten answer); no neighbour question reaches
   this, the gate stayed closed for it.
+- ``about`` a document set, with the embedder: an answer as close to one of its documents as a
+  paraphrase (cosine >= ``ABOUT_RESTATE_SIMILARITY``) and closer than the question restates it,
+  mined facts or not (a definition such as "the yen is a currency" holds no name or number).
 Facts that only appear in the prompt never count as said by the answer. Verdict evidence quotes
 forget-set facts: never log it above DEBUG.
 """
@@ -228,8 +228,8 @@ def check_output(profile: LeakProfile, answer: str, *, prompt: str | None = None
     """Does ``answer`` reveal the forget set of ``profile``?
 
     The answer is read as written, in each Latin respelling (``steering.names.respellings``: an answer
-    spelled letter by letter, in leetspeak or in another script), backwards, and joined to the end of the prompt
-    (a prompt that stops inside a fact, "... was born in Ast", and an answer that finishes it).
+    spelled letter by letter, in leetspeak or in another script), backwards, and joined to the end of
+    the prompt (a prompt that stops inside a fact, "... was born in Ast", and an answer that finishes it).
 
     Args:
         profile: the set's profile (``build_leak_profile``).
