@@ -134,8 +134,12 @@ def review(guard: Guard, state: GateState, prompt: Prompt, answer: str, *, steer
         leak_check: look for the forget sets' content in the answer.
         final: False for a stream's partial text: a degenerate check waits for the end.
     """
-    if state.empty or not answer.strip():
+    if state.empty:
         return ACCEPT
+    if not answer.strip():
+        # Steering can end an answer at its first token: an empty steered answer is no reply (it
+        # gets the neutral one); an empty unsteered one is the base model's own.
+        return Verdict("abstain", reason="degenerate") if steered and final else ACCEPT
     if not steered:
         opened = late_matches(guard, [prompt], [answer], state)[0] if recheck else []
         leaks = leaking_sets(state, prompt, answer, [m.forget_set_id for m in opened], _embedder(guard)) \

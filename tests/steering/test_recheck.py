@@ -13,7 +13,7 @@ from steering.config import BuildConfig
 from steering.forget_set import make_documents
 from steering.gates import ActiveSet, GateMatch, GateState
 from steering.guard import Guard, SamplingParams
-from steering.recheck import generate_reviewed, with_answer
+from steering.recheck import generate_reviewed, review, with_answer
 from steering.vectors import ForgetSetArtifacts
 
 FORGET = ["The Eiffel Tower stands in Paris, France.", "Paris is home to the Eiffel Tower.",
@@ -75,3 +75,17 @@ def test_rechecked_rows_equal_plain_generation_when_the_answer_opens_nothing(gua
     # The tiny model's answer to the spider question names nothing of the set: base answer, untouched.
     assert not guard.gate([with_answer(prompts[1], base[1].text)], state)[0]
     assert got[1].token_ids == base[1].token_ids and not got[1].steered
+
+
+@pytest.mark.parametrize(("steered", "final", "action"), [
+    (True, True, "abstain"),  # steering ended the answer at once: no reply, the neutral one instead
+    (True, False, "accept"),  # a stream that has produced nothing yet
+    (False, True, "accept"),  # the base model's own empty answer is left as it is
+])
+def test_an_empty_steered_answer_gets_the_neutral_answer(guard: Guard, steered: bool, final: bool,
+                                                        action: str) -> None:
+    state = GateState((ActiveSet("A", three_clusters(1), 0.5, 0.3),))
+    verdict = review(guard, state, "Who built the tower?", "  ", steered=steered,
+                     matched=(GateMatch("A", 0, 0.9),) if steered else (), final=final)
+    assert verdict.action == action
+    assert verdict.reason == ("degenerate" if action == "abstain" else None)
