@@ -206,9 +206,9 @@ SEQUENCE_NEW_WORDS = 2
 JOIN_CHARS = 64
 
 #: Cosine between the answer (alone, or after its question) and a unit from which an entity fact
-#: of the set in the answer is a leak. Measured on gold answers (docs/results/leak/README.md): TOFU
-#: retain90 vs forget10, 1 of 1,000 more flagged (5 at 0.60); RWKU's first 40 targets, neighbour
-#: answers 21 of 2,185 more flagged (1.0%) against 150 of 2,631 forget answers (5.7%).
+#: of the set in the answer is a leak. Measured on gold answers (``benchmarks/restate_bench.py``,
+#: docs/results/leak/README.md): TOFU retain90 vs forget10, 1 of 1,000 more flagged (5 at 0.60);
+#: RWKU's first 40 targets, 19 of 2,185 neighbour answers more (0.9%) against 141 of 2,631 forget answers.
 RESTATE_SIMILARITY = 0.65
 #: For a document set, how much less close the document holding the added fact may be.
 RESTATE_SPREAD = 0.15
