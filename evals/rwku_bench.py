@@ -17,6 +17,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -66,10 +67,14 @@ class RwkuData:
     targets: list[str]
     passages: dict[str, list[str]]
     probes: list[Probe]
-    embeddings: np.ndarray  # [n_probes, d_embed]: the raw query, row ``Probe.row``
-    windows: np.ndarray | None = None  # [n_windows, d_embed]: every gate window of every probe
-    groups: list[list[int]] | None = None  # per probe, its rows of ``windows``
-    names: list[tuple[str, ...]] | None = None  # per probe, the full texts names are looked for in
+    windows: np.ndarray  # [n_windows, d_embed]: every gate window of every probe
+    groups: list[list[int]]  # per probe, its rows of ``windows``; the first is the query itself
+    names: list[tuple[str, ...]]  # per probe, the full texts names are looked for in
+
+    @cached_property
+    def embeddings(self) -> np.ndarray:
+        """``[n_probes, d_embed]``: the raw query of each probe (row ``Probe.row``), as the paper embeds it."""
+        return self.windows[[g[0] for g in self.groups]]
 
     def of(self, subject: str, kind: str) -> list[Probe]:
         """The probes of one target and kind."""
@@ -93,15 +98,13 @@ def load(embedder: Any, *, quick: bool, root: Any = None) -> RwkuData:
             if r["subject"] in chosen:
                 probes.append(Probe(r["subject"], str(r["level"]), kind, _attack(r), r["query"], str(r["answer"]),
                                     len(probes)))
-    emb = embed(embedder, [p.query for p in probes])
-    seen = [gate_input(p.query) for p in probes]
+    seen = [gate_input(p.query) for p in probes]  # a turn's first window is the turn itself
     texts: list[str] = []
     groups: list[list[int]] = []
     for g in seen:
         groups.append(list(range(len(texts), len(texts) + len(g.windows))))
         texts.extend(g.windows)
-    return RwkuData(targets, dict(passages), probes, emb, embed(embedder, texts), groups,
-                    [g.full_texts for g in seen])
+    return RwkuData(targets, dict(passages), probes, embed(embedder, texts), groups, [g.full_texts for g in seen])
 
 
 def _attack(row: dict[str, Any]) -> str:
@@ -170,9 +173,8 @@ def gate(state: GateState, data: RwkuData, probes: Sequence[Probe], *, raw: bool
     prompt (every window and re-spelling), or with ``raw`` embedded once as the paper does."""
     if not probes:
         return []
-    if raw or data.windows is None or data.groups is None or data.names is None:
-        rows = data.embeddings[[p.row for p in probes]]
-        return state.match(rows, [p.query for p in probes])
+    if raw:
+        return state.match(data.windows[[data.groups[p.row][0] for p in probes]], [p.query for p in probes])
     return state.match_groups(data.windows, [data.groups[p.row] for p in probes],
                               names=[data.names[p.row] for p in probes])
 
@@ -201,13 +203,8 @@ def why_missed(state: GateState, data: RwkuData, probe: Probe) -> tuple[str, flo
     art, t = active.artifacts, active.threshold
     if art.doc_embeddings is None:
         return "other", float("nan")
-    if data.windows is not None and data.groups is not None:
-        rows = data.windows[data.groups[probe.row]]
-    else:
-        rows = data.embeddings[[probe.row]]
-    s = float((rows @ art.doc_embeddings.numpy().T).max())
-    texts = data.names[probe.row] if data.names is not None else (probe.query,)
-    named = any(names_subject(x, subject) for subject in art.subjects for x in texts)
+    s = float((data.windows[data.groups[probe.row]] @ art.doc_embeddings.numpy().T).max())
+    named = any(names_subject(x, subject) for subject in art.subjects for x in data.names[probe.row])
     if named:
         return ("named_far" if s < t - SUBJECT_LOW_MARGIN else "other"), s
     return ("unnamed_near" if s >= t else "unnamed_far"), s
