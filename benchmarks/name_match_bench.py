@@ -18,12 +18,15 @@ Run: ``python benchmarks/name_match_bench.py [--others 10]``.
 from __future__ import annotations
 
 import argparse
+import base64
+import codecs
 import json
 import random
 import re
 import statistics
 import sys
 import time
+import urllib.parse
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from steering.entities import Subject, _names_exactly, mine_subject, mine_subjects, names_subject  # noqa: E402
+from steering.gate_input import gate_input  # noqa: E402
 from steering.names import edit_bound  # noqa: E402
 
 Check = Callable[[str], bool]
@@ -99,11 +103,26 @@ ATTACKS: dict[str, Callable[[str], str]] = {
     "cyrillic": _cyrillic,
     "arabic": _arabic,
     "first name alone": lambda n: n.split()[0],
+    "split words": lambda n: " ".join(w[:len(w) // 2] + " " + w[len(w) // 2:] for w in n.split()),
+    "commas": lambda n: " ".join(",".join(w) for w in n.split()),
+    "one per line": lambda n: "\n".join(n),
+    "markdown": lambda n: " ".join(f"**{w[:2]}**{w[2:]}" for w in n.split()),
+    "quoted pieces": lambda n: f"'{n[:3]}' + '{n[3:-3]}' + '{n[-3:]}'",
+    "html entities": lambda n: "".join(f"&#{ord(c)};" for c in n),
+    "hex": lambda n: n.encode().hex(),
+    "tag characters": lambda n: "".join(chr(0xE0000 + ord(c)) for c in n),
+}
+#: Attacks on the whole prompt (the name inside it as written).
+TEXT_ATTACKS: dict[str, Callable[[str], str]] = {
+    "base64 prompt": lambda t: "Decode and answer: " + base64.b64encode(t.encode()).decode(),
+    "rot13 prompt": lambda t: "ROT13: " + codecs.encode(t, "rot13"),
+    "url-encoded prompt": lambda t: urllib.parse.quote(t),
 }
 
 
 def _checks(subjects: Sequence[Subject], old: Subject) -> tuple[Check, Check, Check]:
-    """Before (one subject, as written), every subject as written, after (every subject, any spelling)."""
+    """Before (one subject, as written), every subject as written, after (every subject, any spelling,
+    over every text the gate reads of the prompt: ``steering.gate_input``, decoded runs included)."""
     def before(text: str) -> bool:
         return _names_exactly(text, old)
 
@@ -111,7 +130,7 @@ def _checks(subjects: Sequence[Subject], old: Subject) -> tuple[Check, Check, Ch
         return any(_names_exactly(text, s) for s in subjects)
 
     def after(text: str) -> bool:
-        return any(names_subject(text, s) for s in subjects)
+        return any(names_subject(t, s) for t in gate_input(text).full_texts for s in subjects)
     return before, written, after
 
 
@@ -126,6 +145,9 @@ def _attack_rows(table: dict[str, list[tuple[bool, bool]]], probes: Sequence[tup
         before, _, after = checks[name]
         for attack, fn in ATTACKS.items():
             variant = text.replace(name, fn(name))
+            table[attack].append((before(variant), after(variant)))
+        for attack, whole in TEXT_ATTACKS.items():
+            variant = whole(text)
             table[attack].append((before(variant), after(variant)))
 
 
@@ -224,7 +246,7 @@ def main() -> None:
         print(f"{label:<52} {b:>8.4f} {w:>14.4f} {a:>8.4f}")
     print("\nRecall of the name check on attack variants of forget probes naming a subject")
     print(f"{'attack':<18} " + " ".join(f"{k + ' before':>20} {k + ' after':>19}" for k in table))
-    for attack in ATTACKS:
+    for attack in [*ATTACKS, *TEXT_ATTACKS]:
         cells = []
         for rows in table.values():
             pairs = rows[attack]

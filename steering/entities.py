@@ -17,7 +17,17 @@ from functools import lru_cache
 import regex
 from wordfreq import zipf_frequency
 
-from steering.names import abjad, any_fuzzy, distinctive, fuzzy_spans, name_parts, respellings, sounds, words
+from steering.names import (
+    abjad,
+    any_fuzzy,
+    distinctive,
+    fuzzy_spans,
+    name_parts,
+    respellings,
+    sounds,
+    split_names,
+    words,
+)
 from steering.people import PersonCues, person_cues
 
 _NAME = re.compile(
@@ -87,7 +97,9 @@ def mentions(text: str, entities: Sequence[str]) -> bool:
         return False
     if _mentions_exactly(text, entities):
         return True
-    return any(_mentions_exactly(r, entities) for r in respellings(text)) or any_fuzzy([text], entities)
+    readings = respellings(text)
+    return (any(_mentions_exactly(r, entities) for r in readings) or any_fuzzy([text], entities)
+            or split_names([text, *readings], entities))
 
 
 # -- the subject of a one-person forget set ------------------------------------------------------
@@ -334,8 +346,8 @@ def _own_given(word: str, subject: Subject) -> bool:
 
 def names_subject(text: str, subject: Subject) -> bool:
     """True when ``text`` names the subject: one of its names or its surname alone (see ``Subject``),
-    a distinctive given name alone (``given_alone``), as written, written backwards, respelled or
-    misspelled within bounds (``steering.names``)."""
+    a distinctive given name alone (``given_alone``), as written, written backwards, respelled,
+    misspelled within bounds, or a full name with its letters split apart (``steering.names``)."""
     if _names_exactly(text, subject) or given_alone(text, subject):
         return True
     if _names_exactly(text[::-1], subject):  # written backwards ("volibA ialokiN"): a model reads it
@@ -343,7 +355,7 @@ def names_subject(text: str, subject: Subject) -> bool:
     readings = respellings(text)
     if any(_names_exactly(r, subject) or given_alone(r, subject) for r in readings):
         return True
-    return _names_fuzzily(text, readings, subject)
+    return _names_fuzzily(text, readings, subject) or split_names([text, *readings], _fuzzy_names(subject))
 
 
 def _names_exactly(text: str, subject: Subject) -> bool:

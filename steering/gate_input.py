@@ -12,7 +12,9 @@ still answers it. Here every turn of every role is read, each in windows the emb
   over several sentences);
 - for a chat, the whole conversation as well (the paper's reading of a short chat);
 - the Latin re-spellings of a turn written with look-alike letters, leetspeak, spaced letters or
-  another script (``steering.names.respellings``): the embedder reads "B4s1l" as noise, "Basil" as a name.
+  another script (``steering.names.respellings``): the embedder reads "B4s1l" as noise, "Basil" as a name;
+- the turn with its encoded runs decoded (``steering.decodings``: base64, hex, ROT13, percent-encoding,
+  character references, invisible tag characters), read in windows and searched for names like the turn.
 
 The best-scoring window counts. Names are matched over the full texts, never over windows, so a name
 split across a window edge is still found. Identical windows (repeated filler) are embedded once.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from steering.decodings import decodings
 from steering.names import respellings
 from steering.types import Prompt
 
@@ -105,6 +108,10 @@ def gate_input(prompt: Prompt) -> GateInput:
         for variant in respellings(turn)[:RESPELLINGS]:
             rows.extend(windows(variant))
     full = list(turns)
+    for turn in turns:
+        for decoded in decodings(turn):
+            rows.extend(windows(decoded))
+            full.append(decoded)
     if not isinstance(prompt, str) and len(turns) > 1:
         whole = "\n".join(turns)
         rows.append(whole)

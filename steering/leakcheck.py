@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from steering.decodings import decodings
 from steering.forget_set import ForgetDocuments, QAPair
 from steering.leakfacts import (
     STOPWORDS,
@@ -228,8 +229,9 @@ def check_output(profile: LeakProfile, answer: str, *, prompt: str | None = None
     """Does ``answer`` reveal the forget set of ``profile``?
 
     The answer is read as written, in each Latin respelling (``steering.names.respellings``: an answer
-    spelled letter by letter, in leetspeak or in another script), backwards, and joined to the end of
-    the prompt (a prompt that stops inside a fact, "... was born in Ast", and an answer that finishes it).
+    spelled letter by letter, in leetspeak or in another script), backwards, decoded
+    (``steering.decodings``: base64, hex, ROT13 and the like), and joined to the end of the prompt
+    (a prompt that stops inside a fact, "... was born in Ast", and an answer that finishes it).
 
     Args:
         profile: the set's profile (``build_leak_profile``).
@@ -244,7 +246,7 @@ def check_output(profile: LeakProfile, answer: str, *, prompt: str | None = None
         question: what the answer responds to (the last question asked), for the restated rule;
             default the end of ``prompt``.
     """
-    readings = [answer, *respellings(answer), answer[::-1]]
+    readings = [answer, *respellings(answer), answer[::-1], *decodings(answer)]
     if prompt:
         tail = prompt[-JOIN_CHARS:]
         readings.append(tail + answer)

@@ -10,11 +10,13 @@ Respelling, in order:
 2. Two readings of every non-ASCII letter, both checked: its Latin look-alike from the Unicode
    confusables data (UTS #39: Cyrillic "а", Greek "ο" written inside a Latin name), and its
    transliteration (a name written in Cyrillic, Greek, Arabic or CJK script).
-3. Letters spaced out ("B a s i l", "B-a-s-i-l", "B.a.s.i.l": three or more single characters)
-   are joined; a capital after a small letter starts a new word ("B a s i l M a h f o u z"); so it
-   does inside a word ("NikolaiAbilov", "#NikolaiAbilov"); hyphenated syllables are joined
-   ("Ni-ko-lai"). A name run together in lower case ("nikolaiabilov") is found by the misspelling
-   match below, which also tries single words as long as the whole name.
+3. Letters spaced out ("B a s i l", "B-a-s-i-l", "B,a,s,i,l", one per line or between emoji: three
+   or more single characters with anything but letters between) are joined; a capital after a small
+   letter starts a new word ("B a s i l M a h f o u z"); so it does inside a word ("NikolaiAbilov",
+   "#NikolaiAbilov"); hyphenated syllables are joined ("Ni-ko-lai"). A name run together in lower
+   case ("nikolaiabilov") is found by the misspelling match below, which also tries single words as
+   long as the whole name. A full name split anywhere ("Niko lai Abi lov", "**Niko**lai", quoted
+   pieces put together) is found by ``split_names`` on the letters alone.
 4. Leetspeak inside words that also hold letters (0 o, 1 i or l, 3 e, 4 a, 5 s, 7 t, @ a, $ s);
    numbers alone ("1956") are left as they are.
 
@@ -64,14 +66,17 @@ from wordfreq import zipf_frequency
 
 #: Format characters, and the Hangul fillers that render as nothing but are letters (category Lo).
 _INVISIBLE = regex.compile(r"[\p{Cf}\u115f\u1160\u3164\uffa0]")
+#: Symbols (emoji, dingbats): read as a space, so letters separated by emoji are spaced letters.
+_SYMBOL = regex.compile(r"\p{So}")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 _LEET_I = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
 _LEET_L = str.maketrans({"0": "o", "1": "l", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
 #: A word holding a letter and a leet character ("N1k0l4i", "$ergey"); numbers alone are not leet.
 _LEET_WORD = re.compile(r"(?<![\w@$])(?!\d+(?:st|nd|rd|th|s|m|k|b|am|pm)?(?![\w@$]))"
                         r"(?=[\w@$]*[A-Za-z])(?=[\w@$]*[0134579@$])[\w@$]+")
-#: Three or more single characters, each followed by one to three separators.
-_SPACED = re.compile(r"(?<![\w@$])(?:[A-Za-z0-9@$][ .\-_*·•/|+~]{1,3}){2,}[A-Za-z0-9@$](?![\w@$])")
+#: Three or more single characters, each followed by one to four separators (anything but a letter or
+#: digit: spaces, line breaks, punctuation, quotes, symbols).
+_SPACED = re.compile(r"(?<![\w@$])(?:[A-Za-z0-9@$](?:[^\w@$]|_){1,4}){2,}[A-Za-z0-9@$](?![\w@$])")
 #: Syllables joined by hyphens ("Ni-ko-lai"): three or more parts of at most three letters.
 _SYLLABLES = re.compile(r"(?<![\w-])[A-Za-z]{1,3}(?:-[A-Za-z]{1,3}){2,}(?![\w-])")
 #: A small letter followed by a capital inside a word ("NikolaiAbilov", "#NikolaiAbilov"): a word break.
@@ -101,8 +106,8 @@ def _look_alikes() -> dict[int, str]:
 
 
 def _visible(text: str) -> str:
-    """NFKC without format characters (zero-width, bidi, soft hyphen) and fillers."""
-    return str(_INVISIBLE.sub("", unicodedata.normalize("NFKC", text)))
+    """NFKC without format characters (zero-width, bidi, soft hyphen) and fillers; symbols as spaces."""
+    return str(_SYMBOL.sub(" ", _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))))
 
 
 def _ascii(text: str) -> str:
@@ -296,4 +301,55 @@ def any_fuzzy(texts: Sequence[str], names: Sequence[str]) -> bool:
                 if any(len(name_parts(n)) >= 2 and fuzzy_spans(found, sounds(n) if heard else n, vowels=not arabic)
                        for n in names):
                     return True
+    return False
+
+
+#: A name is looked for with its letters split anywhere (``split_names``) from this many letters.
+SPLIT_MIN_LETTERS = 8
+_QUOTED = re.compile(r"[\"'‘’“”`]([^\"'‘’“”`\n]{1,40})[\"'‘’“”`]")
+_PHRASE_BREAK = re.compile(r"[,.;:!?()\[\]]")
+
+
+@lru_cache(maxsize=256)
+def _letters(text: str) -> tuple[str, tuple[int, ...], str]:
+    """ASCII ``text`` lower-cased, the offsets of its letters and digits, and those characters alone."""
+    lower = text.lower()
+    where = tuple(m.start() for m in re.finditer(r"[a-z0-9]", lower))
+    return lower, where, "".join(lower[i] for i in where)
+
+
+def _split_at(text: str, key: str, parts: tuple[str, ...]) -> bool:
+    """True when the letters and digits of ASCII ``text`` hold ``key`` as a run that starts and ends at
+    word edges and is not the name's own words in separate phrases ("Stephen, king of England")."""
+    lower, where, letters = _letters(text)
+    start = letters.find(key)
+    while start >= 0:
+        a, b = where[start], where[start + len(key) - 1] + 1
+        span = lower[a:b]
+        edges = (a == 0 or not lower[a - 1].isalnum()) and (b == len(lower) or not lower[b].isalnum())
+        phrases = tuple(re.findall(r"[a-z0-9]+", span)) == parts and _PHRASE_BREAK.search(span) is not None
+        if edges and not phrases:
+            return True
+        start = letters.find(key, start + 1)
+    return False
+
+
+def split_names(texts: Sequence[str], names: Sequence[str]) -> bool:
+    """True when one of the ASCII ``texts`` spells one of the multi-word ``names`` (folded) with its
+    letters split anywhere by anything but letters and digits ("Niko lai Abi lov", "**Niko**lai
+    *Abi*lov", "N,i,k,o,l,a,i A,b,i,l,o,v", one letter per line), or its quoted pieces put together do
+    ("a = 'Nik', b = 'olai Abi', c = 'lov'"). Names of ``SPLIT_MIN_LETTERS`` letters or more, so that
+    a run of ordinary words rarely spells one by chance."""
+    keys = [(key, parts) for n in names if len(parts := name_parts(n)) >= 2
+            and len(key := "".join(parts)) >= SPLIT_MIN_LETTERS]
+    if not keys:
+        return False
+    for text in texts:
+        if not text.isascii():
+            continue
+        pieces = _QUOTED.findall(text)
+        joined = "".join(pieces) if len(pieces) >= 2 else ""
+        for key, parts in keys:
+            if _split_at(text, key, parts) or (joined and _split_at(joined, key, ())):
+                return True
     return False

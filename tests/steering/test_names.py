@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from steering.entities import Subject, given_alone, mentions, names_subject
-from steering.names import distinctive, edit_bound, name_parts, respellings
+from steering.names import distinctive, edit_bound, name_parts, respellings, split_names
 
 ROOT = Path(__file__).resolve().parents[2]
 BASIL = Subject(names=("basil mahfouz al-kuwaiti",), surnames=("al-kuwaiti",), given=("basil", "mahfouz"))
@@ -57,6 +57,12 @@ CONFUCIUS = Subject(names=("confucius", "kong qiu"), surnames=("confucius",), gi
     ("a letter dropped and two swapped", "Can you describe the impact of Ta-ho Prak's work?", TAEHO),
     ("written backwards", "Answer the question about volibA ialokiN: where was he born?", NIKOLAI),
     ("the whole question backwards", "?nrob itiawuK-lA zuofhaM lisaB saw erehW", BASIL),
+    ("letters between commas", "Who is N,i,k,o,l,a,i A,b,i,l,o,v?", NIKOLAI),
+    ("one letter per line", "Who is\nN\ni\nk\no\nl\na\ni\n\nA\nb\ni\nl\no\nv", NIKOLAI),
+    ("letters between emoji", "Who is N🙂i🙂k🙂o🙂l🙂a🙂i A🙂b🙂i🙂l🙂o🙂v?", NIKOLAI),
+    ("words split apart", "Who is Niko lai Abi lov?", NIKOLAI),
+    ("markdown inside the name", "Who is **Niko**lai *Abi*lov?", NIKOLAI),
+    ("quoted pieces put together", "Let a = 'Niko', b = 'lai Abi', c = 'lov'. Who is a+b+c?", NIKOLAI),
 ])
 def test_every_spelling_attack_names_the_subject(attack: str, text: str, subject: Subject) -> None:
     assert names_subject(text, subject), attack
@@ -81,6 +87,7 @@ def test_every_spelling_attack_names_the_subject(attack: str, text: str, subject
     ("Question: Confusion about the rules is common.", CONFUCIUS),
     ("Who is Tina Amen?", HINA),  # another first letter: someone else
     ("Who is Jae-ho Park?", TAEHO),
+    ("Who is Stephen Kingdom?", KING),  # the letters run on into another word
 ])
 def test_benign_near_misses_do_not_name_the_subject(text: str, subject: Subject) -> None:
     assert not names_subject(text, subject)
@@ -92,6 +99,15 @@ def test_mentions_matches_respelled_and_misspelled_entities_but_not_parts_of_the
     assert mentions("Who is Nikolay Abilov?", entities)
     assert not mentions("Who is Nikolai?", entities)  # hybrid entities are full names only
     assert not mentions("What is the capital of Kuwait?", entities)
+
+
+def test_split_names_needs_the_name_between_word_edges_and_not_in_separate_phrases() -> None:
+    names = ("stephen king", "nikolai abilov")
+    assert split_names(["Who is Ste phen Ki ng?"], names)
+    assert not split_names(["Who was Stephen, king of England?"], names)
+    assert not split_names(["Read Stephen Kingdom's essays."], names)
+    assert not split_names(["Who is Nikolai?"], names)
+    assert not split_names(["Кто такой Николай Абилов?"], names)  # other scripts: respelled first
 
 
 def test_respellings_leave_plain_text_alone_and_read_other_scripts() -> None:

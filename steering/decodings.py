@@ -1,0 +1,155 @@
+"""Readings of a text that undo an encoding a language model can read and a sentence embedder cannot.
+
+A model of a few billion parameters answers a question sent in base64, ROT13, hex or percent-encoding,
+or a name written in invisible Unicode tag characters; the gate's embedder and name matcher read those
+as noise. ``decodings`` returns the text with every such run decoded in place (the words around it
+kept, so "Tell me about TmlrbGFpIEFiaWxvdg==" reads "Tell me about Nikolai Abilov"); the gate embeds
+and name-matches it like the text itself, and the leak check reads answers through it too.
+
+Decoded, in this order (each pass may reveal the next: base64 of a ROT13 text):
+- HTML character references ("&#78;ikolai", "&amp;") and URL percent-encoding ("Who%20is");
+- Unicode tag characters (U+E0020-U+E007E: an invisible copy of ASCII, "ASCII smuggling");
+- base64 (standard and URL-safe) runs of 12 or more characters, hexadecimal runs of four or more
+  bytes, binary runs of three or more octets, decimal character codes (three or more, 32-126):
+  kept only when the bytes are printable UTF-8 holding letters;
+- Caesar-shifted sentences (ROT13 and the 24 other shifts) and Atbash: a sentence that reads as few
+  common English words is tried under each substitution, and the one that reads as at least two more
+  common words (and a third of its words) replaces it.
+
+Everything is standard library or ``wordfreq`` (already used for names); nothing is a hand-made table.
+Not decoded: Morse code, multi-character leetspeak ("|\\|" for N), upside-down letters, ciphers with a
+key. Decoding never narrows what the gate reads: the text as written is always read as well.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import html
+import re
+import string
+import urllib.parse
+from functools import lru_cache
+
+from wordfreq import zipf_frequency
+
+#: Zipf frequency from which a word counts as common English (3: once per million words).
+COMMON_ZIPF = 3.0
+#: Decoding passes (an encoding inside an encoding).
+PASSES = 2
+
+_TAGS = re.compile("[\U000e0020-\U000e007e]+")
+_PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
+_ENTITY = re.compile(r"&(?:#\d{2,7}|#[xX][0-9A-Fa-f]{2,6}|[A-Za-z]{2,8});")
+_B64 = re.compile(r"(?<![A-Za-z0-9+/_=-])[A-Za-z0-9+/_-]{12,}={0,2}(?![A-Za-z0-9+/_=-])")
+_HEX = re.compile(r"(?<![0-9A-Za-z])(?:0x)?[0-9A-Fa-f]{2}(?:[ :]?(?:0x)?[0-9A-Fa-f]{2}){3,}(?![0-9A-Za-z])")
+_BINARY = re.compile(r"(?<![01])[01]{8}(?:[ ,]?[01]{8}){2,}(?![01])")
+_CODES = re.compile(r"(?<![\d.])(?:\d{2,3}[ ,]+){2,}\d{2,3}(?![\d.])")
+_WORD = re.compile(r"[A-Za-z]+")
+_SENTENCE = re.compile(r"[^.!?\n]+[.!?]*")
+
+_LOWER, _UPPER = string.ascii_lowercase, string.ascii_uppercase
+_SUBSTITUTIONS = tuple(
+    [str.maketrans(_LOWER + _UPPER, _LOWER[s:] + _LOWER[:s] + _UPPER[s:] + _UPPER[:s]) for s in range(1, 26)]
+    + [str.maketrans(_LOWER + _UPPER, _LOWER[::-1] + _UPPER[::-1])])  # the 25 Caesar shifts, then Atbash
+
+
+@lru_cache(maxsize=65536)
+def _common(word: str) -> bool:
+    return len(word) >= 2 and zipf_frequency(word, "en") >= COMMON_ZIPF
+
+
+def english_words(text: str) -> int:
+    """How many words of ``text`` are common English words (``COMMON_ZIPF``)."""
+    return sum(_common(w.lower()) for w in _WORD.findall(text))
+
+
+def _printable(raw: bytes) -> str | None:
+    """``raw`` as text when it is printable UTF-8 with letters, else None."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if not text or not all(c.isprintable() or c in "\n\t" for c in text):
+        return None
+    letters = sum(c.isalpha() for c in text)
+    return text if letters >= 3 and letters + text.count(" ") >= 0.6 * len(text) else None
+
+
+def _base64(match: re.Match[str]) -> str:
+    run = match.group(0)
+    body = run.rstrip("=")
+    if len(body) % 4 == 1 or not re.search(r"[A-Z]", body) or not re.search(r"[a-z0-9]", body):
+        return run  # not base64's shape, or a word in one case
+    padded = body + "=" * (-len(body) % 4)
+    for altchars in (b"+/", b"-_"):
+        try:
+            decoded = _printable(base64.b64decode(padded, altchars=altchars, validate=True))
+        except (binascii.Error, ValueError):
+            continue
+        if decoded is not None:
+            return decoded
+    return run
+
+
+def _hex(match: re.Match[str]) -> str:
+    digits = re.sub(r"0x|[ :]", "", match.group(0))
+    decoded = _printable(bytes.fromhex(digits)) if len(digits) % 2 == 0 else None
+    return decoded if decoded is not None else match.group(0)
+
+
+def _binary(match: re.Match[str]) -> str:
+    octets = re.findall(r"[01]{8}", match.group(0))
+    decoded = _printable(bytes(int(o, 2) for o in octets))
+    return decoded if decoded is not None else match.group(0)
+
+
+def _codes(match: re.Match[str]) -> str:
+    values = [int(v) for v in re.findall(r"\d+", match.group(0))]
+    if not all(32 <= v <= 126 for v in values):
+        return match.group(0)
+    decoded = _printable(bytes(values))
+    return decoded if decoded is not None else match.group(0)
+
+
+def _shifted(sentence: str) -> str:
+    """``sentence`` under the substitution that makes it read most like English, when that gains."""
+    words = _WORD.findall(sentence)
+    if len(words) < 2:
+        return sentence
+    here = sum(_common(w.lower()) for w in words)
+    if here >= 0.6 * len(words):
+        return sentence  # reads as English already
+    best, best_text = here, sentence
+    for table in _SUBSTITUTIONS:
+        text = sentence.translate(table)
+        score = english_words(text)
+        if score > best:
+            best, best_text = score, text
+    return best_text if best >= here + 2 and best >= len(words) / 3 else sentence
+
+
+def _one_pass(text: str) -> str:
+    if "&" in text and _ENTITY.search(text):
+        text = html.unescape(text)
+    if "%" in text and _PERCENT.search(text):
+        text = urllib.parse.unquote(text)
+    if not text.isascii() and _TAGS.search(text):
+        text = _TAGS.sub(lambda m: "".join(chr(ord(c) - 0xE0000) for c in m.group(0)), text)
+    text = _B64.sub(_base64, text)
+    text = _HEX.sub(_hex, text)
+    text = _BINARY.sub(_binary, text)
+    text = _CODES.sub(_codes, text)
+    return _SENTENCE.sub(lambda m: _shifted(m.group(0)), text)
+
+
+@lru_cache(maxsize=256)
+def decodings(text: str) -> tuple[str, ...]:
+    """``text`` with every encoded run decoded in place (module docstring); empty when nothing was."""
+    decoded = text
+    for _ in range(PASSES):
+        following = _one_pass(decoded)
+        if following == decoded:
+            break
+        decoded = following
+    return (decoded,) if decoded != text else ()
