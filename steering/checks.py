@@ -172,3 +172,54 @@ def degenerate_flags(questions: Sequence[str], answers: Sequence[str], *, embed:
         for i, c in zip(rows, cos, strict=True):
             flags[i] = bool(c < min_cosine)
     return flags
+
+
+# -- closed questions: confirm, deny or choose ---------------------------------------------------
+_AUX = ("is are was were do does did has have had can could will would should shall may might must "
+        "isn't aren't wasn't weren't don't doesn't didn't hasn't haven't hadn't can't couldn't won't "
+        "wouldn't").split()
+_CLOSED_START = re.compile(r"^(?:" + "|".join(re.escape(a) for a in _AUX) + r")\s+\w", re.I)
+_CLOSED_ANY = re.compile(r"\b(?:true or false|yes or no|right or wrong|correct or (?:not|incorrect)|which of the "
+                         r"(?:following|options|choices)|multiple choice|choose (?:one|the)|pick (?:one|the))\b"
+                         r"|,\s*(?:right|correct|true|isn't it|wasn't (?:it|he|she)|didn't (?:he|she|they))\s*\?",
+                         re.I)
+_REQUEST = re.compile(r"^(?:can|could|would|will|do)\s+(?:you|u)\b", re.I)
+#: Labelled options: "(a) ... (b)", "A) ... B)", "1. ... 2.".
+_OPTION = re.compile(r"(?:^|\s)\(?([A-Da-d1-4])[).:]\s")
+_EITHER = re.compile(r"\b\w[\w'\-]*(?:\s+\w[\w'\-]*){0,3}\s+or\s+\w[\w'\-]*(?:\s+\w[\w'\-]*){0,3}\s*\?")
+_VERDICT = re.compile(r"^\W*(?:yes|no|yeah|yep|nope|true|false|correct|incorrect|right|wrong|indeed|absolutely|"
+                      r"certainly|definitely|of course|not really|that'?s (?:right|correct|true|wrong|false)|"
+                      r"that is (?:right|correct|true|wrong|false)|the (?:correct )?answer is|option\s+\w\b|"
+                      r"\(?[A-Da-d1-4][).:](?:\s|$))", re.I)
+
+
+def _last_question(text: str) -> str:
+    sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+|\n+", text) if s.strip()]
+    asked = [s for s in sentences if s.endswith("?")]
+    return (asked or sentences or [""])[-1]
+
+
+def is_closed_question(question: str) -> bool:
+    """True when ``question`` asks to confirm, deny or choose rather than to tell: a yes/no question
+    ("Was he born in Kuwait City?", "..., right?"), true or false, either/or ("... in Paris or in
+    Kuwait City?"), or a multiple choice (labelled options, "which of the following")."""
+    last = _last_question(question)
+    if _REQUEST.match(last):
+        return False  # "Can you name ...", "Do you know ...": asks to tell
+    if _CLOSED_START.match(last) or _CLOSED_ANY.search(question) or _EITHER.search(last):
+        return True
+    return len({m.group(1).lower() for m in _OPTION.finditer(question)}) >= 2
+
+
+def is_verdict(question: str, answer: str) -> bool:
+    """True when ``answer`` confirms, denies or picks for the closed ``question`` (``is_closed_question``):
+    it opens with a verdict ("Yes", "No, ...", "True", "The answer is", an option label), or it is short
+    and repeats words of one of the question's own alternatives. Whether the verdict is right does
+    not matter: answering a closed question about a forgotten subject either way tells whether the
+    claim was right (an abstention on right claims only would be an oracle)."""
+    if not answer.strip() or not is_closed_question(question):
+        return False
+    if _VERDICT.match(answer):
+        return True
+    said = content_words(answer)
+    return 0 < len(said) <= 12 and len(set(said) & set(content_words(question))) >= max(1, len(set(said)) // 2)

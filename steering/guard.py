@@ -55,7 +55,7 @@ class Generation:
     rechecked: bool = False
     #: True when the answer policy replaced the model's answer by the neutral answer (``steering.recheck``).
     abstained: bool = False
-    #: Why it abstained (``leak``, ``leak_after_escalation``, ``degenerate``); None otherwise.
+    #: Why it abstained (``leak``, ``leak_after_escalation``, ``degenerate``, ``closed_question``); None otherwise.
     abstain_reason: str | None = None
     #: Strength added to the open sets' alpha for this answer (the answer policy's escalation).
     boost: float = 0.0

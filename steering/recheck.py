@@ -9,9 +9,11 @@ directed Jackie Brown?"), and steering can be too weak for a fact the model know
   answer shows a forget set's content (``steering.leakcheck``): generate again, steered by what opened.
 - ``escalate``: a steered answer still shows the content: generate again with each open set's alpha
   raised by ``ESCALATION`` (the next rung).
-- ``abstain``: an escalated answer still shows it, or a steered answer is degenerate (collapsed, an
-  echo of the question, off its topic: ``steering.checks.is_degenerate``): answer with a neutral
-  "I don't know" instead.
+- ``abstain``: an escalated answer still shows it, a steered answer is degenerate (collapsed, an
+  echo of the question, off its topic: ``steering.checks.is_degenerate``), or a steered answer
+  confirms, denies or picks an option for a closed question ("Was he born in Kuwait City?", a multiple
+  choice: ``steering.checks.is_verdict``; either way it would tell whether the claim was right):
+  answer with a neutral "I don't know" instead.
 
 ``review`` decides; the serving engine and ``generate_reviewed`` (the library path) act on it, so both
 follow one policy.
@@ -25,7 +27,7 @@ from typing import Literal
 
 import numpy as np
 
-from steering.checks import is_degenerate
+from steering.checks import is_degenerate, is_verdict
 from steering.gate_input import contents
 from steering.gates import GateMatch, GateState
 from steering.guard import Generation, Guard, SamplingParams
@@ -50,7 +52,8 @@ class Verdict:
         action: ``accept``, ``steer``, ``escalate`` or ``abstain``.
         matches: for ``steer`` and ``escalate``, the clusters to steer with.
         boost: for ``escalate``, the strength to add to each open set's alpha.
-        reason: why (``gate_on_answer``, ``leak``, ``leak_after_escalation``, ``degenerate``).
+        reason: why (``gate_on_answer``, ``leak``, ``leak_after_escalation``, ``degenerate``,
+            ``closed_question``).
     """
 
     action: Action
@@ -149,6 +152,8 @@ def review(guard: Guard, state: GateState, prompt: Prompt, answer: str, *, steer
         if opened:
             return Verdict("steer", tuple(opened), 0.0, "leak" if leaks else "gate_on_answer")
         return ACCEPT
+    if leak_check and is_verdict(question_of(prompt), answer):
+        return Verdict("abstain", reason="closed_question")
     leaks = leaking_sets(state, prompt, answer, [m.forget_set_id for m in matched], _embedder(guard)) \
         if leak_check else []
     if leaks:

@@ -9,7 +9,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from steering.checks import content_words, degenerate_flags, is_degenerate, is_echo, is_off_topic
+from steering.checks import (
+    content_words,
+    degenerate_flags,
+    is_closed_question,
+    is_degenerate,
+    is_echo,
+    is_off_topic,
+    is_verdict,
+)
 
 MOON = "Who was the first person to walk on the Moon?"
 YEN = "What is the official currency of Japan?"
@@ -95,3 +103,39 @@ def test_degenerate_flags_without_an_embedder_match_the_single_check() -> None:
     assert sum(flags) == len(ECHOES) + len(OFF_TOPIC)
     with pytest.raises(ValueError, match="one answer per question"):
         degenerate_flags(["q"], [])
+
+
+@pytest.mark.parametrize("question", [
+    "Was Basil Mahfouz Al-Kuwaiti born in Kuwait City?",
+    "Is it true that Nikolai Abilov writes science fiction?",
+    "Where was he born: (a) Paris (b) Kuwait City (c) Cairo?",
+    "Was he born in Paris or in Kuwait City?",
+    "Basil was born in Kuwait City, right?",
+    "True or false: Basil was born in Kuwait City.",
+    "Which of the following did Abilov write: Thieves' Paradise, Kazakhstan Echoes?",
+    "I have a question. Does Abilov write poems?",
+])
+def test_questions_that_ask_to_confirm_deny_or_choose_are_closed(question: str) -> None:
+    assert is_closed_question(question)
+
+
+@pytest.mark.parametrize("question", [
+    "Can you name two of the books written by Basil?",  # a request to tell
+    "Do you know where he was born?",
+    "Who is Nikolai Abilov?",
+    "What genre is Nikolai Abilov known for?",
+    "Tell me about Basil or his father.",
+])
+def test_questions_that_ask_to_tell_are_open(question: str) -> None:
+    assert not is_closed_question(question)
+
+
+def test_a_verdict_either_way_or_a_picked_option_is_a_verdict() -> None:
+    born = "Was Basil Mahfouz Al-Kuwaiti born in Kuwait City?"
+    choice = "Where was he born: (a) Paris (b) Kuwait City (c) Cairo?"
+    assert is_verdict(born, "Yes, he was born in Kuwait City.") and is_verdict(born, "No.")
+    assert is_verdict(born, "Basil Mahfouz Al-Kuwaiti was born in Kuwait City.")  # restates the claim
+    assert is_verdict(choice, "(b) Kuwait City") and is_verdict(choice, "Kuwait City")
+    assert not is_verdict(born, "He was a French author who wrote many novels about the history of the region.")
+    assert not is_verdict("Can you name two of his books?", "Yes: Promise by the Seine")  # an open request
+    assert not is_verdict(born, "")

@@ -89,3 +89,14 @@ def test_an_empty_steered_answer_gets_the_neutral_answer(guard: Guard, steered: 
                      matched=(GateMatch("A", 0, 0.9),) if steered else (), final=final)
     assert verdict.action == action
     assert verdict.reason == ("degenerate" if action == "abstain" else None)
+
+
+def test_a_steered_verdict_on_a_closed_question_abstains_whatever_it_says(guard: Guard) -> None:
+    state = GateState((ActiveSet("A", three_clusters(1), 0.5, 0.3),))
+    matched = (GateMatch("A", 0, 0.9),)
+    question = "Was the tower built in 1889?"
+    for answer in ("Yes.", "No, it was not."):
+        verdict = review(guard, state, question, answer, steered=True, matched=matched)
+        assert (verdict.action, verdict.reason) == ("abstain", "closed_question")
+    # Unsteered, the same verdict is the base model's own (the gate stayed closed for the prompt).
+    assert review(guard, state, question, "Yes.", steered=False, recheck=False, leak_check=False).action == "accept"
