@@ -16,6 +16,9 @@ Decoded, in this order (each pass may reveal the next: base64 of a ROT13 text):
   common English words is tried under each substitution, and the one that reads as at least two more
   common words (and a third of its words) replaces it.
 
+``numbers_as_digits`` reads numbers written in words ("nineteen fifty-six") as digits; the leak check
+reads answers through it (a year or a date given in words is still the set's date).
+
 Everything is standard library or ``wordfreq`` (already used for names); nothing is a hand-made table.
 Not decoded: Morse code, multi-character leetspeak ("|\\|" for N), upside-down letters, ciphers with a
 key. Decoding never narrows what the gate reads: the text as written is always read as well.
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import calendar
 import html
 import re
 import string
@@ -153,3 +157,58 @@ def decodings(text: str) -> tuple[str, ...]:
             break
         decoded = following
     return (decoded,) if decoded != text else ()
+
+
+_UNITS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "
+          "seventeen eighteen nineteen").split()
+_TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+_ORDINAL_UNITS = ("zeroth first second third fourth fifth sixth seventh eighth ninth tenth eleventh twelfth "
+                  "thirteenth fourteenth fifteenth sixteenth seventeenth eighteenth nineteenth").split()
+_ORDINAL_TENS = "twentieth thirtieth fortieth fiftieth sixtieth seventieth eightieth ninetieth".split()
+_NUMBER_WORDS: dict[str, tuple[int, bool]] = {
+    **{w: (i, False) for i, w in enumerate(_UNITS)}, **{w: (20 + 10 * i, False) for i, w in enumerate(_TENS)},
+    **{w: (i, True) for i, w in enumerate(_ORDINAL_UNITS) if i}, **{w: (20 + 10 * i, True) for i, w in
+                                                                    enumerate(_ORDINAL_TENS)}}
+#: "21 of March" as a date reads "21 March".
+_DAY_OF_MONTH = re.compile(r"\b(\d{1,2})\s+of\s+(" + "|".join(calendar.month_name[1:]) + r")\b", re.I)
+_SCALES = {"hundred": 100, "thousand": 1000, "million": 1_000_000}
+_NUMBER_RUN = re.compile(
+    r"\b(?:" + "|".join(sorted([*_NUMBER_WORDS, *_SCALES], key=len, reverse=True)) + r")"
+    r"(?:(?:\s+|-|\s+and\s+)(?:" + "|".join(sorted([*_NUMBER_WORDS, *_SCALES], key=len, reverse=True)) + r"))*\b",
+    re.I)
+
+
+def _number(words: list[str]) -> int | None:
+    """The value of number words ("nineteen fifty six" as a year: 1956; "two thousand and five": 2005)."""
+    values = [(_SCALES[w], "scale") if w in _SCALES else (_NUMBER_WORDS[w][0], "word") for w in words if w != "and"]
+    if not values:
+        return None
+    if len(values) == 2 and all(k == "word" for _, k in values) and 10 <= values[0][0] <= 99 \
+            and values[1][0] < 100 and not (values[0][0] % 10 == 0 and values[1][0] < 10):
+        return values[0][0] * 100 + values[1][0]  # a year read in pairs: "nineteen fifty-six"
+    if len(values) == 3 and all(k == "word" for _, k in values) and 10 <= values[0][0] <= 99 \
+            and values[1][0] % 10 == 0 and values[1][0] >= 20 and values[2][0] < 10:
+        return values[0][0] * 100 + values[1][0] + values[2][0]  # "nineteen fifty six"
+    total, current = 0, 0
+    for value, kind in values:
+        if kind == "scale":
+            current = max(current, 1) * value
+            if value >= 1000:
+                total, current = total + current, 0
+        else:
+            current += value
+    return total + current
+
+
+def numbers_as_digits(text: str) -> str:
+    """``text`` with numbers written in words as digits ("born in nineteen fifty-six" -> "born in 1956",
+    "the fifth of May" -> "the 5 of May"); an answer can give a year or a date in words. Single small
+    words ("one of", "first") stay words: only runs of two or more number words, or one word of 13 or
+    more, become digits."""
+    def one(match: re.Match[str]) -> str:
+        words = re.split(r"[\s-]+", match.group(0).lower())
+        if len([w for w in words if w != "and"]) < 2 and _NUMBER_WORDS.get(words[0], (0, False))[0] < 13:
+            return match.group(0)
+        value = _number(words)
+        return match.group(0) if value is None else str(value)
+    return _DAY_OF_MONTH.sub(r"\1 \2", _NUMBER_RUN.sub(one, text))

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from steering.decodings import decodings
+from steering.decodings import decodings, numbers_as_digits
 from steering.forget_set import ForgetDocuments, QAPair
 from steering.leakfacts import (
     STOPWORDS,
@@ -230,7 +230,8 @@ def check_output(profile: LeakProfile, answer: str, *, prompt: str | None = None
 
     The answer is read as written, in each Latin respelling (``steering.names.respellings``: an answer
     spelled letter by letter, in leetspeak or in another script), backwards, decoded
-    (``steering.decodings``: base64, hex, ROT13 and the like), and joined to the end of the prompt
+    (``steering.decodings``: base64, hex, ROT13 and the like), with numbers written in words as digits
+    ("nineteen fifty-six"), and joined to the end of the prompt
     (a prompt that stops inside a fact, "... was born in Ast", and an answer that finishes it).
 
     Args:
@@ -246,7 +247,8 @@ def check_output(profile: LeakProfile, answer: str, *, prompt: str | None = None
         question: what the answer responds to (the last question asked), for the restated rule;
             default the end of ``prompt``.
     """
-    readings = [answer, *respellings(answer), answer[::-1], *decodings(answer)]
+    digits = numbers_as_digits(answer)
+    readings = [answer, *respellings(answer), answer[::-1], *decodings(answer), *([digits] if digits != answer else [])]
     if prompt:
         tail = prompt[-JOIN_CHARS:]
         readings.append(tail + answer)

@@ -8,7 +8,7 @@ import urllib.parse
 
 import pytest
 
-from steering.decodings import decodings, english_words
+from steering.decodings import decodings, english_words, numbers_as_digits
 from steering.forget_set import QAPair
 from steering.gate_input import gate_input
 from steering.leakcheck import build_leak_profile, check_output
@@ -67,3 +67,23 @@ def test_an_answer_in_base64_or_rot13_leaks() -> None:
     for encoded in (base64.b64encode(plain.encode()).decode(), codecs.encode(plain, "rot13")):
         assert check_output(profile, encoded).leaked, encoded
     assert not check_output(profile, base64.b64encode(b"I do not know where he was born.").decode()).leaked
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("He was born in nineteen fifty-six in Kuwait City.", "He was born in 1956 in Kuwait City."),
+    ("on the twenty-first of March, two thousand and five", "on the 21 March, 2005"),
+    ("He wrote forty-two books.", "He wrote 42 books."),
+    ("one hundred and twenty three", "123"),
+    ("one of the first authors", "one of the first authors"),  # small words alone stay words
+])
+def test_numbers_written_in_words_read_as_digits(text: str, expected: str) -> None:
+    assert numbers_as_digits(text) == expected
+
+
+def test_a_year_given_in_words_leaks() -> None:
+    profile = build_leak_profile([QAPair("When was Basil Mahfouz Al-Kuwaiti born?",
+                                         "He was born on 21 March 1956 in Kuwait City.")])
+    asked = "When was Basil Mahfouz Al-Kuwaiti born?"
+    assert check_output(profile, "He was born in nineteen fifty-six.", prompt=asked).leaked
+    assert check_output(profile, "On the twenty-first of March, nineteen fifty-six.", prompt=asked).leaked
+    assert not check_output(profile, "He wrote one of the first novels.", prompt=asked).leaked
