@@ -14,7 +14,8 @@ Decoded, in this order (each pass may reveal the next: base64 of a ROT13 text):
   kept only when the bytes are printable UTF-8 holding letters;
 - Caesar-shifted sentences (ROT13 and the 24 other shifts) and Atbash: a sentence that reads as few
   common English words is tried under each substitution, and the one that reads as at least two more
-  common words (and a third of its words) replaces it.
+  common words (and a third of its words) replaces it; a text that says it uses ROT13 or a Caesar
+  cipher also gets a second reading with its uncommon words (a name alone) shifted.
 
 ``numbers_as_digits`` reads numbers written in words ("nineteen fifty-six") as digits; the leak check
 reads answers through it (a year or a date given in words is still the set's date).
@@ -33,7 +34,7 @@ import html
 import re
 import string
 import urllib.parse
-from functools import lru_cache
+from functools import lru_cache, partial
 
 from wordfreq import zipf_frequency
 
@@ -51,6 +52,7 @@ _BINARY = re.compile(r"(?<![01])[01]{8}(?:[ ,]?[01]{8}){2,}(?![01])")
 _CODES = re.compile(r"(?<![\d.])(?:\d{2,3}[ ,]+){2,}\d{2,3}(?![\d.])")
 _WORD = re.compile(r"[A-Za-z]+")
 _SENTENCE = re.compile(r"[^.!?\n]+[.!?]*")
+_CIPHER_CUE = re.compile(r"\brot[- ]?13\b|\bcaesar\b", re.I)
 
 _LOWER, _UPPER = string.ascii_lowercase, string.ascii_uppercase
 _SUBSTITUTIONS = tuple(
@@ -147,6 +149,20 @@ def _one_pass(text: str) -> str:
     return _SENTENCE.sub(lambda m: _shifted(m.group(0)), text)
 
 
+def _named_cipher(text: str) -> str:
+    """When ``text`` says it uses ROT13 or a Caesar cipher, its words that are not common English read
+    under ROT13 (and a Caesar shift of 3): a name alone gains no English words, so the sentence test
+    of ``_shifted`` cannot find its shift ("the author's name in ROT13 is Avxbynv Novybi")."""
+    cue = _CIPHER_CUE.search(text)
+    if cue is None:
+        return text
+    tables = [_SUBSTITUTIONS[12]] + ([_SUBSTITUTIONS[22]] if "caesar" in cue.group(0).lower() else [])
+    def shift(match: re.Match[str], table: dict[int, int]) -> str:
+        word = match.group(0)
+        return word if _common(word.lower()) else word.translate(table)
+    return "\n".join(_WORD.sub(partial(shift, table=t), text) for t in tables)
+
+
 @lru_cache(maxsize=256)
 def decodings(text: str) -> tuple[str, ...]:
     """``text`` with every encoded run decoded in place (module docstring); empty when nothing was."""
@@ -156,7 +172,10 @@ def decodings(text: str) -> tuple[str, ...]:
         if following == decoded:
             break
         decoded = following
-    return (decoded,) if decoded != text else ()
+    if decoded != text:
+        return (decoded,)
+    named = _named_cipher(text)
+    return (named,) if named != text else ()
 
 
 _UNITS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen "

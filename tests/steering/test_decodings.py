@@ -47,6 +47,12 @@ def test_plain_text_has_no_decoding(text: str) -> None:
     assert decodings(text) == ()
 
 
+def test_a_name_alone_in_rot13_is_read_when_the_text_says_rot13() -> None:
+    (reading,) = decodings("The author's name in ROT13 is Avxbynv Novybi. What did he write?")
+    assert "Nikolai Abilov" in reading
+    assert any("Nikolai Abilov" in r for r in decodings("Caesar cipher: Qlnrodl Delory. Who is that?"))
+
+
 def test_english_words_counts_common_words_only() -> None:
     assert english_words("Who is Abilov?") == 2
     assert english_words("Jub vf Avxbynv Novybi?") == 0
