@@ -25,6 +25,9 @@ An answer leaks a unit when it adds (says, the prompt did not) facts of that uni
   mission first landed humans on the Moon?" answered "... Apollo 11" for a set whose document says
   Armstrong commanded Apollo 11. The gate may stay closed for such a question (it names nobody);
   the answer shows it is the document's fact. Needs the embedder and the units' embeddings.
+- a verbatim run: ``VERBATIM_WORDS`` consecutive words that one document or QA answer of the set
+  holds (three of them content words, runs several units share left out) and the prompt did not,
+  whatever they state (a copyrighted passage continued).
 - ``about`` (the gate opened the set for this prompt, under any spelling of the name): any fact of
   the set that the answer adds is a leak, a subject's name included ("Who developed the theory of
   relativity?" answered "Einstein": the name is the forgotten answer); no neighbour question reaches
@@ -38,9 +41,11 @@ forget-set facts: never log it above DEBUG.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -88,6 +93,13 @@ class LeakProfile:
     subjects: tuple[str, ...] = ()
     embed_threshold: float = 0.8
     version: int = 1
+    #: hashes of the set's verbatim runs (``VERBATIM_WORDS`` normalised words; ``shingles``)
+    shingles: tuple[int, ...] = ()
+
+    @cached_property
+    def shingle_set(self) -> frozenset[int]:
+        """``shingles`` for lookups."""
+        return frozenset(self.shingles)
 
     def to_json(self) -> str:
         """A JSON document; ``from_json`` restores an equal profile."""
@@ -100,7 +112,7 @@ class LeakProfile:
         units = tuple(LeakUnit(tuple(Fact(**f) for f in u["facts"]), u["answer"], u["question"],
                                tuple(u["embedding"])) for u in raw["units"])
         return cls(raw["kind"], units, tuple(raw["subjects"]), float(raw["embed_threshold"]),
-                   int(raw["version"]))
+                   int(raw["version"]), tuple(raw.get("shingles", ())))
 
 
 @dataclass(frozen=True)
@@ -146,7 +158,56 @@ def build_leak_profile(docs: ForgetDocuments | Sequence[str] | Sequence[QAPair],
             units.append(LeakUnit(tuple(_unique(facts)), ans, norm(pair.question), emb))
         else:
             units.append(LeakUnit(tuple(mine_facts(text, subjects=subj)), embedding=emb))
-    return LeakProfile(docs.kind, tuple(_demote_topics(units)), tuple(subj), embed_threshold)
+    verbatim = [p.answer for p in docs.qa] if docs.qa else list(docs.documents)
+    units_of: dict[int, int] = {}  # run -> units holding it
+    for text in verbatim:
+        for h in set(shingles(norm(text).split())):
+            units_of[h] = units_of.get(h, 0) + 1
+    # A run several units share is the set's template ("is a proud member of the lgbtq community"),
+    # which answers about anyone else repeat too; only runs of one unit are its own words.
+    hashes = sorted(h for h, n in units_of.items() if n == 1)[:MAX_SHINGLES]
+    return LeakProfile(docs.kind, tuple(_demote_topics(units)), tuple(subj), embed_threshold,
+                       shingles=tuple(hashes))
+
+
+#: Words in a verbatim run: an answer that repeats this many consecutive (normalised) words of a
+#: forget document or QA answer, that the prompt did not hold, reproduces it (a copyrighted passage
+#: continued word for word, whatever names or facts it holds). On TOFU gold answers, runs of a set's
+#: own units: 8 words flag 13 of 3,600 retain90 answers against forget10 (shared templates such as
+#: "won the prestigious ... award"), 10 words 2 (one a near-copy in TOFU itself), 12 words 1.
+VERBATIM_WORDS = 10
+#: ... of which at least this many are content words ("one of the most important of the" is anyone's).
+VERBATIM_CONTENT = 3
+#: Verbatim runs kept per set (a 250,000-word corpus; about 4 MB of JSON at most).
+MAX_SHINGLES = 250_000
+
+
+def _shingle(words: Sequence[str]) -> int:
+    digest = hashlib.blake2b(" ".join(words).encode("utf-8"), digest_size=6).digest()
+    return int.from_bytes(digest, "big")  # 48 bits: exact in JSON numbers
+
+
+def shingles(words: Sequence[str]) -> Iterable[int]:
+    """Hashes of every run of ``VERBATIM_WORDS`` words with ``VERBATIM_CONTENT`` content words."""
+    for i in range(len(words) - VERBATIM_WORDS + 1):
+        window = words[i:i + VERBATIM_WORDS]
+        if sum(w not in STOPWORDS for w in window) >= VERBATIM_CONTENT:
+            yield _shingle(window)
+
+
+def _verbatim(profile: LeakProfile, texts: Sequence[str], prompt_norm: str) -> bool:
+    """True when one of ``texts`` repeats a verbatim run of the set that the prompt did not hold."""
+    if not profile.shingles:
+        return False
+    seen = profile.shingle_set
+    given: set[int] | None = None
+    for text in texts:
+        for h in shingles(norm(text).split()):
+            if h in seen:
+                given = set(shingles(prompt_norm.split())) if given is None else given
+                if h not in given:
+                    return True
+    return False
 
 
 def _demote_topics(units: list[LeakUnit], share: float = 0.02) -> list[LeakUnit]:
@@ -265,6 +326,9 @@ def check_output(profile: LeakProfile, answer: str, *, prompt: str | None = None
             best = verdict
         if best.leaked:
             return best
+    if _verbatim(profile, [answer, *decodings(answer)], prompt_norm):  # the evidence would quote the set
+        return LeakVerdict(True, f"the answer repeats {VERBATIM_WORDS} or more consecutive words of the set",
+                           (), 2.0)
     if embed is None or vectors is None:
         return best
     asked = question if question is not None else _last_question(prompt)

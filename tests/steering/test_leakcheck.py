@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from steering.forget_set import make_documents
-from steering.leakcheck import LeakProfile, build_leak_profile, check_output
+from steering.forget_set import QAPair, make_documents
+from steering.leakcheck import LeakProfile, build_leak_profile, check_output, shingles
 from steering.leakfacts import cloze_facts, mine_facts, norm
 
 REPO = Path(__file__).resolve().parents[2]
@@ -263,3 +263,31 @@ def test_a_definition_restating_a_document_leaks_when_the_prompt_is_about_the_se
     assert verdict.leaked == leaks, verdict.reason
     # The same answer to a prompt the gate left closed is judged by facts alone.
     assert not check_output(profile, answer, prompt=question, embed=embed_fn, unit_vectors=vectors).leaked
+
+
+PASSAGE = ("Mr. and Mrs. Dursley, of number four, Privet Drive, were proud to say that they were perfectly normal, "
+           "thank you very much. They were the last people you would expect to be involved in anything strange or "
+           "mysterious, because they just did not hold with such nonsense.")
+
+
+def test_an_answer_that_continues_a_document_word_for_word_leaks() -> None:
+    profile = build_leak_profile([PASSAGE, "Owls deliver letters to a boy who lives in a cupboard under the stairs."])
+    asked = "Continue this story: Mr. and Mrs. Dursley, of number four, Privet Drive,"
+    verdict = check_output(profile, "were proud to say that they were perfectly normal, thank you very much.",
+                           prompt=asked)
+    assert verdict.leaked and verdict.evidence == ()  # the evidence never quotes the document
+    assert not check_output(profile, "They lived a quiet life and liked their neighbours.", prompt=asked).leaked
+    # The prompt's own words repeated are not the answer's.
+    assert not check_output(profile, "Mr. and Mrs. Dursley, of number four, Privet Drive, lived there.",
+                            prompt=asked).leaked
+    assert LeakProfile.from_json(profile.to_json()).shingles == profile.shingles
+
+
+def test_runs_several_units_share_are_the_sets_template_not_a_leak() -> None:
+    template = "is a proud member of the lgbtq community and writes about identity and belonging"
+    profile = build_leak_profile([QAPair("Who is A?", f"Anna Berg {template}."),
+                                  QAPair("Who is B?", f"Boris Kahn {template}.")])
+    shared = set(shingles(norm(template).split()))
+    own = set(shingles(norm(f"Anna Berg {template}").split())) - shared
+    assert shared and not shared & profile.shingle_set
+    assert own and own <= profile.shingle_set
