@@ -10,14 +10,15 @@ Respelling, in order:
 2. Two readings of every non-ASCII letter, both checked: its Latin look-alike from the Unicode
    confusables data (UTS #39: Cyrillic "а", Greek "ο" written inside a Latin name), and its
    transliteration (a name written in Cyrillic, Greek, Arabic or CJK script).
-3. Letters spaced out ("B a s i l", "B-a-s-i-l", "B,a,s,i,l", one per line or between emoji: three
+3. Markdown emphasis and code marks (``*``, ``~``, backquotes) are dropped ("**Bas**il" reads "Basil").
+4. Letters spaced out ("B a s i l", "B-a-s-i-l", "B,a,s,i,l", one per line or between emoji: three
    or more single characters with anything but letters between) are joined; a capital after a small
    letter starts a new word ("B a s i l M a h f o u z"); so it does inside a word ("NikolaiAbilov",
    "#NikolaiAbilov"); hyphenated syllables are joined ("Ni-ko-lai"). A name run together in lower
    case ("nikolaiabilov") is found by the misspelling match below, which also tries single words as
    long as the whole name. A full name split anywhere ("Niko lai Abi lov", "**Niko**lai", quoted
    pieces put together) is found by ``split_names`` on the letters alone.
-4. Leetspeak inside words that also hold letters (0 o, 1 i or l, 3 e, 4 a, 5 s, 7 t, @ a, $ s);
+5. Leetspeak inside words that also hold letters (0 o, 1 i or l, 3 e, 4 a, 5 s, 7 t, @ a, $ s);
    numbers alone ("1956") are left as they are.
 
 Libraries (maintained, no hand-written tables):
@@ -79,6 +80,8 @@ _LEET_WORD = re.compile(r"(?<![\w@$])(?!\d+(?:st|nd|rd|th|s|m|k|b|am|pm)?(?![\w@
 _SPACED = re.compile(r"(?<![\w@$])(?:[A-Za-z0-9@$](?:[^\w@$]|_){1,4}){2,}[A-Za-z0-9@$](?![\w@$])")
 #: Syllables joined by hyphens ("Ni-ko-lai"): three or more parts of at most three letters.
 _SYLLABLES = re.compile(r"(?<![\w-])[A-Za-z]{1,3}(?:-[A-Za-z]{1,3}){2,}(?![\w-])")
+#: Markdown emphasis and code marks, read as nothing.
+_MARKUP = re.compile(r"[*~`]+")
 #: A small letter followed by a capital inside a word ("NikolaiAbilov", "#NikolaiAbilov"): a word break.
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z][a-z])")
 _GREEK = re.compile(r"[\u0370-\u03ff\u1f00-\u1fff]")
@@ -136,6 +139,7 @@ def respellings(text: str) -> tuple[str, ...]:
             bases.append(_ascii(_GREEK_STOPS.sub(lambda m: "b" if m.group(0)[0] in "μΜ" else "d", visible)))
     out: list[str] = []
     for base in dict.fromkeys(bases):
+        base = _MARKUP.sub("", base)  # "**Bas**il *Mah*fouz": emphasis marks inside a name
         spaced = _SYLLABLES.sub(lambda m: m.group(0).replace("-", ""), _SPACED.sub(_join_spaced, base))
         spaced = _CAMEL.sub(" ", spaced)
         leet = [m.group(0) for m in _LEET_WORD.finditer(spaced)]
