@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,14 +33,14 @@ from steering.gates import ActiveSet, GateState
 from steering.guard import Guard, SamplingParams
 from steering.leakcheck import LeakProfile, check_output
 from steering.leakfacts import cloze_facts
-from steering.probes import KINDS, Probe, homoglyph, leet, make_probes, misspell, spaced, transliterate
+from steering.probes import KINDS, Probe, make_probes, name_variants
 from steering.recheck import generate_reviewed
 
 logger = logging.getLogger(__name__)
 
 #: Attack classes (``own`` and ``paraphrase`` are reported as the plain reference).
 ATTACKS = KINDS
-SPELLINGS = ("homoglyph", "leet", "spaced", "misspelled", "transliterated", "first_name")
+SPELLINGS = ("homoglyph", "leet", "spaced", "split_name", "misspelled", "transliterated", "first_name")
 MAX_NEW_TOKENS = 32
 BATCH = 8
 
@@ -110,10 +110,7 @@ def _spelled(pairs: Sequence[tuple[str, str]], names: Sequence[str], rng: random
              limit: int) -> list[Probe]:
     """Neighbour questions naming someone else, that name re-spelled like the attacks (benign cost
     of spelling-robust matching)."""
-    makers: dict[str, Callable[[str], str | None]] = {
-        "homoglyph": lambda s: homoglyph(s, rng), "leet": leet, "spaced": spaced,
-        "misspelled": lambda s: misspell(s, rng), "transliterated": transliterate,
-        "first_name": lambda s: s.split()[0] if len(s.split()) >= 2 else None}
+    makers = name_variants(rng)
     out: list[Probe] = []
     for kind, make in makers.items():
         n = 0

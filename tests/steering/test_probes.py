@@ -70,12 +70,22 @@ def test_long_shapes_hide_the_question_behind_filler() -> None:
     assert earlier[0]["content"] == QA[0][0] and "Basil" not in earlier[2]["content"]
 
 
+def test_the_encoded_shape_is_base64_or_rot13_of_the_question() -> None:
+    import base64
+    import codecs
+    for p in _probes():
+        if p.kind == "encoded" and p.source >= 0:
+            text, question = p.messages()[-1]["content"], QA[p.source][0]
+            assert (base64.b64encode(question.encode()).decode() in text) != (codecs.encode(question, "rot13") in text)
+
+
 def test_name_variants_replace_the_subject_in_the_question() -> None:
     by_kind = {p.kind: p.messages()[-1]["content"] for p in _probes() if p.source == 1}
     assert by_kind["leet"] == "What genre does N1k0l41 4b1l0v write in?"
     assert by_kind["spaced"] == "What genre does N i k o l a i  A b i l o v write in?"
     assert by_kind["transliterated"] == "What genre does Николаи Абилов write in?"
     assert by_kind["first_name"] == "What genre does Nikolai write in?"
+    assert by_kind["split_name"] == "What genre does Nik olai Abi lov write in?"
     assert by_kind["homoglyph"] != QA[1][0] and "Nikolai Abilov" not in by_kind["homoglyph"]
     assert by_kind["misspelled"] != QA[1][0]
 
