@@ -211,13 +211,16 @@ def why_missed(state: GateState, data: RwkuData, probe: Probe) -> tuple[str, flo
 
 
 def misses(state: GateState, data: RwkuData, decided: Sequence[tuple[Probe, bool]],
-           out: dict[str, Any]) -> None:
+           out: dict[str, Any], listing: list[dict[str, Any]] | None = None) -> None:
     """Add the level-3 probes ``decided`` left closed to ``out`` (counts per attack and reason, and a
-    few examples), in place."""
+    few examples), and every one of them to ``listing``, in place."""
     for probe, opened in decided:
         if opened or probe.level != "3":
             continue
         reason, s = why_missed(state, data, probe)
+        if listing is not None:
+            listing.append({"target": probe.subject, "attack": probe.attack, "reason": reason,
+                            "similarity": round(s, 3), "query": probe.query})
         row = out.setdefault(probe.attack, {})
         cell = row.setdefault(reason, {"n": 0, "examples": []})
         cell["n"] += 1
@@ -234,6 +237,7 @@ def gate_run(embedder: Any, data: RwkuData, *, seed: int = 0) -> dict[str, Any]:
     modes: dict[str, list[str]] = defaultdict(list)
     states: dict[str, list[ActiveSet]] = {AUTO: [], HYBRID: [], SUBJECT: []}
     missed: dict[str, Any] = {}
+    listing: list[dict[str, Any]] = []
     for i, target in enumerate(data.targets):
         forget, neighbor = data.of(target, "forget"), data.of(target, "neighbor")
         others = [p for p in forget_all if p.subject != target]
@@ -250,7 +254,7 @@ def gate_run(embedder: Any, data: RwkuData, *, seed: int = 0) -> dict[str, Any]:
                 "neighbor": list(zip(neighbor, opens(state, data, neighbor, raw=raw), strict=True)),
                 "other": opens(state, data, other, raw=raw)})
             if variant == AUTO:
-                misses(state, data, decided, missed)
+                misses(state, data, decided, missed, listing)
             if variant in states:
                 states[variant].append(state.sets[0])
         if i % 20 == 0:
@@ -259,6 +263,7 @@ def gate_run(embedder: Any, data: RwkuData, *, seed: int = 0) -> dict[str, Any]:
                                        "rules": dict(Counter(modes[v]))} for v in VARIANTS}
     out["all_active"] = {v: all_active(GateState(tuple(sets)), data, rng) for v, sets in states.items()}
     out[AUTO]["misses"] = missed
+    out[AUTO]["missed_probes"] = listing  # every level-3 probe left closed, with its reason
     return out
 
 

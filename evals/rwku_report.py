@@ -89,7 +89,9 @@ def _misses_markdown(missed: dict[str, Any] | None) -> list[str]:
              "| attack | " + " | ".join(reasons) + " |", "|---|" + "---|" * len(reasons)]
     for attack, row in sorted(missed.items()):
         lines.append(f"| {attack} | " + " | ".join(str(row.get(r, {}).get("n", 0)) for r in reasons) + " |")
-    lines += ["", *(f"- `{r}`: {rwku_bench.MISS_REASONS[r]}" for r in reasons), "", "Examples:", "",
+    lines += ["", *(f"- `{r}`: {rwku_bench.MISS_REASONS[r]}" for r in reasons), "",
+              "Every one of them, with its target, reason and similarity: `report.json`, "
+              "`variants.auto.missed_probes`. Examples:", "",
               "| attack | reason | target | similarity | probe |", "|---|---|---|---|---|"]
     for attack, row in sorted(missed.items()):
         for r in reasons:

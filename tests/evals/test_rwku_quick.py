@@ -87,3 +87,5 @@ def test_the_report_lists_every_level_3_probe_the_default_gate_misses_and_why(rw
                for row in missed.values()) >= 0.9 * n_missed
     assert all(0 < len(cell["examples"]) <= 2 and all(e["query"] for e in cell["examples"])
                for row in missed.values() for cell in row.values())
+    listed = auto["missed_probes"]  # every one, not only the examples
+    assert len(listed) == n_missed and all(r["query"] and r["reason"] in missed[r["attack"]] for r in listed)
