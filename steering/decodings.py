@@ -36,10 +36,10 @@ import string
 import urllib.parse
 from functools import lru_cache, partial
 
-from wordfreq import zipf_frequency
+from wordfreq import top_n_list
 
-#: Zipf frequency from which a word counts as common English (3: once per million words).
-COMMON_ZIPF = 3.0
+#: Common English: wordfreq's most frequent words down to about Zipf 3 (once per million words).
+COMMON_TOP = 25000
 #: Decoding passes (an encoding inside an encoding).
 PASSES = 2
 
@@ -60,13 +60,20 @@ _SUBSTITUTIONS = tuple(
     + [str.maketrans(_LOWER + _UPPER, _LOWER[::-1] + _UPPER[::-1])])  # the 25 Caesar shifts, then Atbash
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=1)
+def _common_words() -> frozenset[str]:
+    """The ``COMMON_TOP`` most frequent English words (wordfreq's top list; a set lookup, so
+    trying 26 substitutions on a long text of random letters stays cheap)."""
+    top = top_n_list("en", COMMON_TOP)
+    return frozenset(w for w in top if w.isalpha() and len(w) >= 2)
+
+
 def _common(word: str) -> bool:
-    return len(word) >= 2 and zipf_frequency(word, "en") >= COMMON_ZIPF
+    return word in _common_words()
 
 
 def english_words(text: str) -> int:
-    """How many words of ``text`` are common English words (``COMMON_ZIPF``)."""
+    """How many words of ``text`` are common English words (``COMMON_TOP``)."""
     return sum(_common(w.lower()) for w in _WORD.findall(text))
 
 
@@ -118,21 +125,32 @@ def _codes(match: re.Match[str]) -> str:
     return decoded if decoded is not None else match.group(0)
 
 
+@lru_cache(maxsize=65536)
+def _shift_mask(word: str) -> int:
+    """Bit ``k`` set when ``word`` (lower case) is a common English word under ``_SUBSTITUTIONS[k]``."""
+    common = _common_words()
+    return sum(1 << k for k, table in enumerate(_SUBSTITUTIONS) if word.translate(table) in common)
+
+
 def _shifted(sentence: str) -> str:
     """``sentence`` under the substitution that makes it read most like English, when that gains."""
-    words = _WORD.findall(sentence)
+    words = [w.lower() for w in _WORD.findall(sentence)]
     if len(words) < 2:
         return sentence
-    here = sum(_common(w.lower()) for w in words)
+    here = sum(_common(w) for w in words)
     if here >= 0.6 * len(words):
         return sentence  # reads as English already
-    best, best_text = here, sentence
-    for table in _SUBSTITUTIONS:
-        text = sentence.translate(table)
-        score = english_words(text)
-        if score > best:
-            best, best_text = score, text
-    return best_text if best >= here + 2 and best >= len(words) / 3 else sentence
+    counts = [0] * len(_SUBSTITUTIONS)
+    for w in words:
+        mask = _shift_mask(w)
+        while mask:
+            low = mask & -mask
+            counts[low.bit_length() - 1] += 1
+            mask ^= low
+    best = max(range(len(counts)), key=counts.__getitem__)
+    if counts[best] >= here + 2 and counts[best] >= len(words) / 3:
+        return sentence.translate(_SUBSTITUTIONS[best])
+    return sentence
 
 
 def _one_pass(text: str) -> str:
