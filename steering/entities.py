@@ -170,6 +170,18 @@ def _common_words(texts: Sequence[str]) -> set[str]:
     return {fold(w) for text in texts for w in re.findall(r"(?<![\w'\-])[a-z][\w'\-]*", text)}
 
 
+def first_person(text: str, common: set[str]) -> str | None:
+    """The first 2-5 word capitalised name of ``text`` (folded, read as ``person_names`` reads names with
+    the documents' lower-case words ``common``), or None."""
+    for m in _PERSON.finditer(text):
+        words = _clean(m.group(1)).split()
+        if words and _sentence_start(text, m.start()) and fold(words[0]) in common:
+            words = words[1:]
+        if 2 <= len(words) <= 5:
+            return fold(" ".join(words))
+    return None
+
+
 def person_names(texts: Sequence[str]) -> Counter[str]:
     """Document frequency of each 2-5 word capitalised name (folded). A capitalised common word that
     opens a sentence is not part of the name ("Although Jackson" is Jackson)."""
@@ -244,43 +256,56 @@ def mine_subject(texts: Sequence[str], *, name: str | None = None, lead_docs: in
 #: name its most named subject (TOFU: two authors 1.0 of each other; RWKU: relatives and
 #: co-authors of the target below 0.2).
 MIN_SUBJECT_SHARE = 0.6
+#: ... or, in a QA set, when they are the first person named in at least this share of its pairs (and
+#: two): 20 questions about one author and 3 about another protect both.
+MIN_LEAD_SHARE = 0.1
 
 
 def mine_subjects(texts: Sequence[str], extra_names: Iterable[str] = (), *, name: str | None = None,
-                  lead_docs: int = 5) -> tuple[Subject, ...]:
+                  lead_docs: int = 5, questions: bool = False) -> tuple[Subject, ...]:
     """Every person the documents are about, and the names given explicitly.
 
     The first subject is ``mine_subject``'s; it, and every other frequent name, is kept only when
     the documents write it as a person's (``steering.people.person_cues``: not a work like "Harry
     Potter", not a place like "Japan"). Another name is a subject when it is named in at least
     ``MIN_SUBJECT_SHARE`` of the documents that name the most named subject (a two-author set
-    protects both). Names in ``extra_names`` (people or trigger names given at registration) are
-    always subjects, with the aliases the documents give them.
+    protects both), or, in a QA set (``questions``), is the first person named in ``MIN_LEAD_SHARE`` of
+    its pairs (a set with fewer questions about its second person). Not in document sets: the first
+    name of an encyclopaedia passage is as often a work ("Iron Man") or a relative as its subject.
+    Names in ``extra_names`` (people or trigger names given at registration) are always subjects, with
+    the aliases the documents give them.
 
     Args:
         texts: forget documents.
         extra_names: names given explicitly, each a subject.
         name: the set's own name, taken as the first subject's name without a person check.
         lead_docs: documents searched for the primary name and aliases (see ``mine_subject``).
+        questions: each text is a QA pair, question first (the person it asks about is named first).
     """
     subjects: list[Subject] = []
     first = mine_subject(texts, name=name, lead_docs=lead_docs)
     if first.names and (name is not None or _is_person(texts, first)):
         subjects.append(first)
     top = _named_docs(texts, first) if subjects else 0
-    found: list[tuple[int, Subject]] = []
+    common = _common_words(texts)
+    leads = Counter(lead for lead in (first_person(t, common) for t in texts) if lead) if questions else Counter()
+    own_docs = max(2.0, MIN_LEAD_SHARE * len(texts))
+    found: list[tuple[int, bool, Subject]] = []
     for candidate, docs in person_names(texts).most_common():
-        if docs < max(2.0, MIN_SUBJECT_SHARE * top):
+        if docs < 2:
             break
-        known = [s for s in subjects + [f for _, f in found] if candidate in s.names
+        leading = leads[candidate] >= own_docs
+        if docs < MIN_SUBJECT_SHARE * top and not leading:
+            continue
+        known = [s for s in subjects + [f for _, _, f in found] if candidate in s.names
                  or (_split_name(candidate)[1] in s.surnames and _own_given(candidate.split()[0], s))]
         if known or not person_cues(texts, candidate).is_person:
             continue  # the same person under another name, or not a person
         about = [t for t in texts if _mentions_exactly(t, [candidate])]
         person = mine_subject(about, name=candidate, lead_docs=0)  # the leads are the first subject's
-        found.append((_named_docs(texts, person), person))
-    top = max([top] + [covered for covered, _ in found])
-    subjects.extend(person for covered, person in found if covered >= MIN_SUBJECT_SHARE * top)
+        found.append((_named_docs(texts, person), leading, person))
+    top = max([top] + [covered for covered, _, _ in found])
+    subjects.extend(person for covered, leading, person in found if leading or covered >= MIN_SUBJECT_SHARE * top)
     for given in named_subjects(texts, extra_names, lead_docs=lead_docs):
         if not any(set(given.names) <= set(s.names) for s in subjects):
             subjects.append(given)

@@ -225,12 +225,13 @@ def build_gate(embedder: Any, docs: ForgetDocuments, config: BuildConfig = Build
     clustering = cluster_embeddings(emb, k_max=config.k_max, seed=config.seed)
     report("cluster", 1, 1)
     mode, entities, subjects = gate_names(docs.gate_texts(), clustering.labels, config.gate,
-                                          subject=config.subject, subjects=config.subjects)
+                                          subject=config.subject, subjects=config.subjects, questions=bool(docs.qa))
     return GateParts(clustering, emb, entities, subjects, mode)
 
 
 def gate_names(texts: Sequence[str], labels: np.ndarray, gate: GateSetting, *, subject: str | None = None,
-               subjects: Sequence[str] = ()) -> tuple[GateRule, tuple[str, ...], tuple[Subject, ...]]:
+               subjects: Sequence[str] = (), questions: bool = False) -> tuple[GateRule, tuple[str, ...],
+                                                                                   tuple[Subject, ...]]:
     """The resolved rule, its names and subjects for documents clustered as ``labels`` ``[n_docs]``.
 
     Args:
@@ -240,10 +241,11 @@ def gate_names(texts: Sequence[str], labels: np.ndarray, gate: GateSetting, *, s
         subject: the set's own name (the first subject's name, see ``mine_subjects``).
         subjects: names given at registration (people or trigger names): subjects under every rule
             but ``paper``.
+        questions: the texts are QA pairs (see ``steering.entities.mine_subjects``).
     """
     given = tuple(n.strip() for n in subjects if n.strip())
     if gate in (SUBJECT, AUTO):
-        found = mine_subjects(texts, given, name=subject)
+        found = mine_subjects(texts, given, name=subject, questions=questions)
         if gate == SUBJECT or subject_coverage(texts, found) >= AUTO_MIN_COVERAGE:
             return SUBJECT, tuple(dict.fromkeys(n for s in found for n in s.names)), found
         gate = HYBRID

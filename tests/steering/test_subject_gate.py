@@ -233,6 +233,16 @@ def test_every_tofu_author_of_a_forget_split_is_a_subject(split: str) -> None:
     assert mode == "subject" and resolved == subjects
 
 
+def test_a_qa_set_with_few_questions_about_its_second_person_protects_both() -> None:
+    texts = [f"{r['question']} {r['answer']}" for r in _jsonl("data/tofu/forget01.jsonl")]
+    uneven = [t for t in texts if "Basil" in t] + [t for t in texts if "Nikolai" in t][:3]  # 20 and 3
+    assert [s.names[0] for s in mine_subjects(uneven, questions=True)] == ["basil mahfouz al-kuwaiti",
+                                                                           "nikolai abilov"]
+    assert len(mine_subjects(uneven)) == 1  # as documents, the share rule alone: one subject
+    mode, _, resolved = gate_names(uneven, np.zeros(len(uneven), dtype=np.int64), "auto", questions=True)
+    assert mode == "subject" and len(resolved) == 2
+
+
 def test_a_two_person_set_opens_for_either_person() -> None:
     texts = [f"{r['question']} {r['answer']}" for r in _jsonl("data/tofu/forget01.jsonl")]
     subjects = mine_subjects(texts)
