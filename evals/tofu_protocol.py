@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeAlias
@@ -22,9 +22,30 @@ from steering.decoding import left_pad, run_batch
 from steering.forget_set import chat_prompt
 from steering.gates import GateState
 from steering.guard import SamplingParams, batch_plans, eos_ids
+from steering.hooks import ResidualHooks, SteeringPlan
 
-#: ``steer_ctx(questions)``: a context manager under which one forward batch over these questions runs.
-SteerCtx: TypeAlias = Callable[[Sequence[str]], AbstractContextManager[Any]]
+
+class BatchSteering:
+    """Steering for one batch of questions: the guard's hooks and the batch's per-layer plans.
+
+    A context manager around a forward pass over the whole batch; generation passes ``hooks`` and
+    ``plans`` to ``steering.decoding.run_batch`` instead, which narrows the plans as rows finish (a
+    context entered once for the whole batch would steer the wrong rows after the first one ends)."""
+
+    def __init__(self, hooks: ResidualHooks, plans: dict[int, SteeringPlan]) -> None:
+        self.hooks, self.plans = hooks, plans
+        self._stack = ExitStack()
+
+    def __enter__(self) -> BatchSteering:
+        self._stack.enter_context(self.hooks.steer(self.plans))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stack.__exit__(*exc)
+
+
+#: ``steer_ctx(questions)``: the steering of one batch over these questions.
+SteerCtx: TypeAlias = Callable[[Sequence[str]], BatchSteering]
 #: ``generate_fn(questions) -> answers`` (greedy), e.g. a baseline model or the GUARD-IT guard.
 GenerateFn: TypeAlias = Callable[[Sequence[str]], list[str]]
 
@@ -316,9 +337,9 @@ def guard_steer_ctx(guard: Any, state: GateState | None = None) -> SteerCtx:
         guard: a ``steering.guard.Guard``; pass ``guard.model`` as the model to evaluate.
         state: gate snapshot (default: the guard's current one, read per batch).
     """
-    def factory(questions: Sequence[str]) -> AbstractContextManager[Any]:
+    def factory(questions: Sequence[str]) -> BatchSteering:
         plans = guard.plan([[{"role": "user", "content": q}] for q in questions], state or guard.state)
-        return guard.hooks.steer(batch_plans(plans))  # type: ignore[no-any-return]
+        return BatchSteering(guard.hooks, batch_plans(plans))
 
     return factory
 
@@ -338,9 +359,9 @@ def greedy_generate_fn(model: torch.nn.Module, tokenizer: Any, *, max_new_tokens
         order = sorted(range(len(questions)), key=lambda i: len(prompts[i]))
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         for rows in _batches(order, batch_size):
-            ctx = steer_ctx([questions[i] for i in rows]) if steer_ctx is not None else nullcontext()
-            with ctx:
-                done = run_batch(model, None, [prompts[i] for i in rows], {}, params, tokenizer, eos, pad_id)
+            steering = steer_ctx([questions[i] for i in rows]) if steer_ctx is not None else None
+            hooks, plans = (steering.hooks, steering.plans) if steering is not None else (None, {})
+            done = run_batch(model, hooks, [prompts[i] for i in rows], plans, params, tokenizer, eos, pad_id)
             for i, tracker in zip(rows, done, strict=True):
                 out[i] = tracker.text.strip()
         return out

@@ -26,6 +26,7 @@ from evals.tofu_protocol import (
     encode_qa,
     evaluate_split,
     forget_quality,
+    greedy_generate_fn,
     guard_steer_ctx,
     harmonic_mean,
     model_utility,
@@ -237,3 +238,35 @@ def test_guard_steer_ctx_steers_only_the_rows_whose_gate_opens() -> None:
         alone = answer_logprob(model, tok, *pairs[0])
     assert steered[0][0] == pytest.approx(alone[0], abs=1e-4) and steered[0][0] != pytest.approx(plain[0][0])
     assert steered[1] == plain[1]
+
+
+def test_steered_greedy_generation_keeps_each_rows_steering_as_other_rows_finish() -> None:
+    from steering.gates import build_plans
+    from steering.guard import RowPlan
+    from steering.hooks import ResidualHooks
+
+    model, tok = tiny_llama(), char_tokenizer()
+    vector = torch.randn(32) * 5
+
+    class FakeGuard:  # gate opens for questions that mention "secret"
+        state = None
+        hooks = ResidualHooks(model)
+
+        def plan(self, prompts: list[Any], state: Any) -> list[RowPlan]:
+            return [RowPlan(vectors={0: vector}) if "secret" in p[-1]["content"] else RowPlan() for p in prompts]
+
+    guard = FakeGuard()
+    questions = ["Tell me the secret?", "What time is it?", "A secret again, longer?", "Hi?"]
+    # The random model never says EOS; make the unsteered second row's third character one, so that
+    # row leaves the batch after three tokens while the steered rows go on.
+    third = greedy_generate_fn(model, tok, max_new_tokens=3, batch_size=1)([questions[1]])[0][-1]
+    tok.eos_token = third
+    answers = greedy_generate_fn(model, tok, max_new_tokens=12, batch_size=1, steer_ctx=guard_steer_ctx(guard))
+    apart = answers(questions)
+    assert len(apart[1]) < 3 and max(len(a) for a in apart) > 3  # rows do end at different steps
+    together = greedy_generate_fn(model, tok, max_new_tokens=12, batch_size=4, steer_ctx=guard_steer_ctx(guard))
+    assert together(questions) == apart
+    plain = greedy_generate_fn(model, tok, max_new_tokens=12, batch_size=4)(questions)
+    with guard.hooks.steer(build_plans([{0: vector}], 1)):
+        secret = greedy_generate_fn(model, tok, max_new_tokens=12, batch_size=1)([questions[0]])
+    assert apart[0] == secret[0] != plain[0]
