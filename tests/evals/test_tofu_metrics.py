@@ -215,22 +215,28 @@ def test_evaluate_split_normalises_the_probability_over_options_without_a_paraph
     assert math.isnan(result.rouge)
 
 
+class SecretGuard:
+    """Stands in for ``Guard.plan``: the gate opens (steering layer 0 by ``vector``) for questions
+    that mention "secret"; the model, hooks and vectors are real."""
+
+    state = None
+
+    def __init__(self, model: torch.nn.Module, vector: torch.Tensor) -> None:
+        from steering.hooks import ResidualHooks
+        self.hooks, self.vector = ResidualHooks(model), vector
+
+    def plan(self, prompts: list[Any], state: Any) -> list[Any]:
+        from steering.guard import RowPlan
+        return [RowPlan(vectors={0: self.vector}) if "secret" in p[-1]["content"] else RowPlan() for p in prompts]
+
+
 def test_guard_steer_ctx_steers_only_the_rows_whose_gate_opens() -> None:
     from steering.gates import build_plans
-    from steering.guard import RowPlan
-    from steering.hooks import ResidualHooks
 
     model, tok = tiny_llama(), char_tokenizer()
     vector = torch.randn(32) * 5
 
-    class FakeGuard:  # gate opens for questions that mention "secret"
-        state = None
-        hooks = ResidualHooks(model)
-
-        def plan(self, prompts: list[Any], state: Any) -> list[RowPlan]:
-            return [RowPlan(vectors={0: vector}) if "secret" in p[-1]["content"] else RowPlan() for p in prompts]
-
-    guard = FakeGuard()
+    guard = SecretGuard(model, vector)
     pairs = [("Tell me the secret?", "No."), ("What time is it?", "Noon.")]
     steered = answer_logprobs(model, tok, pairs, batch_size=2, steer_ctx=guard_steer_ctx(guard))
     plain = answer_logprobs(model, tok, pairs, batch_size=2)
@@ -242,20 +248,11 @@ def test_guard_steer_ctx_steers_only_the_rows_whose_gate_opens() -> None:
 
 def test_steered_greedy_generation_keeps_each_rows_steering_as_other_rows_finish() -> None:
     from steering.gates import build_plans
-    from steering.guard import RowPlan
-    from steering.hooks import ResidualHooks
 
     model, tok = tiny_llama(), char_tokenizer()
     vector = torch.randn(32) * 5
 
-    class FakeGuard:  # gate opens for questions that mention "secret"
-        state = None
-        hooks = ResidualHooks(model)
-
-        def plan(self, prompts: list[Any], state: Any) -> list[RowPlan]:
-            return [RowPlan(vectors={0: vector}) if "secret" in p[-1]["content"] else RowPlan() for p in prompts]
-
-    guard = FakeGuard()
+    guard = SecretGuard(model, vector)
     questions = ["Tell me the secret?", "What time is it?", "A secret again, longer?", "Hi?"]
     # The random model never says EOS; make the unsteered second row's third character one, so that
     # row leaves the batch after three tokens while the steered rows go on.
