@@ -7,7 +7,8 @@ kept, so "Tell me about TmlrbGFpIEFiaWxvdg==" reads "Tell me about Nikolai Abilo
 and name-matches it like the text itself, and the leak check reads answers through it too.
 
 Decoded, in this order (each pass may reveal the next: base64 of a ROT13 text):
-- HTML character references ("&#78;ikolai", "&amp;") and URL percent-encoding ("Who%20is");
+- HTML character references ("&#78;ikolai", "&amp;"), URL percent-encoding ("Who%20is") and
+  backslash escapes written out ("\\u0042asil", "\\x42asil");
 - Unicode tag characters (U+E0020-U+E007E: an invisible copy of ASCII, "ASCII smuggling");
 - base64 (standard and URL-safe) runs of 12 or more characters, hexadecimal runs of four or more
   bytes, binary runs of three or more octets, decimal character codes (three or more, 32-126):
@@ -44,6 +45,7 @@ COMMON_TOP = 25000
 PASSES = 2
 
 _TAGS = re.compile("[\U000e0020-\U000e007e]+")
+_ESCAPE = re.compile(r"\\u([0-9A-Fa-f]{4})|\\x([0-9A-Fa-f]{2})|\\U([0-9A-Fa-f]{8})")
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
 _ENTITY = re.compile(r"&(?:#\d{2,7}|#[xX][0-9A-Fa-f]{2,6}|[A-Za-z]{2,8});")
 _B64 = re.compile(r"(?<![A-Za-z0-9+/_=-])[A-Za-z0-9+/_-]{12,}={0,2}(?![A-Za-z0-9+/_=-])")
@@ -105,6 +107,11 @@ def _base64(match: re.Match[str]) -> str:
     return run
 
 
+def _escaped(match: re.Match[str]) -> str:
+    code = int(next(g for g in match.groups() if g), 16)
+    return chr(code) if 32 <= code < 0x110000 and not 0xD800 <= code < 0xE000 else match.group(0)
+
+
 def _hex(match: re.Match[str]) -> str:
     digits = re.sub(r"0x|[ :]", "", match.group(0))
     decoded = _printable(bytes.fromhex(digits)) if len(digits) % 2 == 0 else None
@@ -158,6 +165,8 @@ def _one_pass(text: str) -> str:
         text = html.unescape(text)
     if "%" in text and _PERCENT.search(text):
         text = urllib.parse.unquote(text)
+    if "\\" in text:
+        text = _ESCAPE.sub(_escaped, text)
     if not text.isascii() and _TAGS.search(text):
         text = _TAGS.sub(lambda m: "".join(chr(ord(c) - 0xE0000) for c in m.group(0)), text)
     text = _B64.sub(_base64, text)

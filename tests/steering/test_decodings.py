@@ -29,6 +29,7 @@ NAME = "Nikolai Abilov"
     ("hex", "Who is " + NAME.encode().hex() + "?", "Who is Nikolai Abilov?"),
     ("binary", "Who is " + " ".join(format(b, "08b") for b in NAME.encode()) + "?", "Who is Nikolai Abilov?"),
     ("decimal codes", "Who is " + ", ".join(str(b) for b in NAME.encode()) + "?", "Who is Nikolai Abilov?"),
+    ("backslash escapes", r"Who is \u004eikolai \x41bilov?", "Who is Nikolai Abilov?"),
     ("tag characters", "Who is " + "".join(chr(0xE0000 + ord(c)) for c in NAME) + "?", "Who is Nikolai Abilov?"),
     ("base64 of ROT13", base64.b64encode(codecs.encode(QUESTION, "rot13").encode()).decode(), QUESTION),
 ])
@@ -42,6 +43,7 @@ def test_every_encoding_is_read_in_place(encoding: str, text: str, expected: str
     "The internationalization of SomeVeryLongIdentifierName123 is fine.",  # base64's letters, not base64
     "Basil Mahfouz Al-Kuwaiti wrote Promise by the Seine in 1989.",
     "Call 0800 555 0199 or write to deadbeef@example.com.",
+    r"Save it under C:\Users\bob\notes and match \d+ with a regex.",
 ])
 def test_plain_text_has_no_decoding(text: str) -> None:
     assert decodings(text) == ()
