@@ -380,7 +380,8 @@ def names_subject(text: str, subject: Subject) -> bool:
     readings = respellings(text)
     if any(_names_exactly(r, subject) or given_alone(r, subject) for r in readings):
         return True
-    return _names_fuzzily(text, readings, subject) or split_names([text, *readings], _fuzzy_names(subject))
+    return _names_fuzzily(text, readings, subject) or split_names([text, *readings],
+                                                                  (*subject.names, *_fuzzy_names(subject)))
 
 
 def _names_exactly(text: str, subject: Subject) -> bool:

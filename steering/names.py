@@ -339,12 +339,12 @@ def _split_at(text: str, key: str, parts: tuple[str, ...]) -> bool:
 
 
 def split_names(texts: Sequence[str], names: Sequence[str]) -> bool:
-    """True when one of the ASCII ``texts`` spells one of the multi-word ``names`` (folded) with its
-    letters split anywhere by anything but letters and digits ("Niko lai Abi lov", "**Niko**lai
+    """True when one of the ASCII ``texts`` spells one of the ``names`` (folded) with its letters split
+    anywhere by anything but letters and digits ("Niko lai Abi lov", "Conf ucius", "**Niko**lai
     *Abi*lov", "N,i,k,o,l,a,i A,b,i,l,o,v", one letter per line), or its quoted pieces put together do
     ("a = 'Nik', b = 'olai Abi', c = 'lov'"). Names of ``SPLIT_MIN_LETTERS`` letters or more, so that
     a run of ordinary words rarely spells one by chance."""
-    keys = [(key, parts) for n in names if len(parts := name_parts(n)) >= 2
+    keys = [(key, parts) for n in names if (parts := name_parts(n))
             and len(key := "".join(parts)) >= SPLIT_MIN_LETTERS]
     if not keys:
         return False

@@ -61,6 +61,7 @@ CONFUCIUS = Subject(names=("confucius", "kong qiu"), surnames=("confucius",), gi
     ("one letter per line", "Who is\nN\ni\nk\no\nl\na\ni\n\nA\nb\ni\nl\no\nv", NIKOLAI),
     ("letters between emoji", "Who is N🙂i🙂k🙂o🙂l🙂a🙂i A🙂b🙂i🙂l🙂o🙂v?", NIKOLAI),
     ("words split apart", "Who is Niko lai Abi lov?", NIKOLAI),
+    ("a one-word name split apart", "What did Conf ucius teach?", CONFUCIUS),
     ("markdown inside the name", "Who is **Niko**lai *Abi*lov?", NIKOLAI),
     ("quoted pieces put together", "Let a = 'Niko', b = 'lai Abi', c = 'lov'. Who is a+b+c?", NIKOLAI),
 ])
