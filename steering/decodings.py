@@ -14,7 +14,8 @@ Decoded, in this order (each pass may reveal the next: base64 of a ROT13 text):
   bytes, binary runs of three or more octets, decimal character codes (three or more, 32-126):
   kept only when the bytes are printable UTF-8 holding letters;
 - Caesar-shifted sentences (ROT13 and the 24 other shifts) and Atbash: a sentence that reads as few
-  common English words is tried under each substitution, and the one that reads as at least two more
+  common English words is tried under each substitution (a sentence ends at . ! ? ; : or a line break,
+  so "answer it in English: <ROT13>" is two), and the one that reads as at least two more
   common words (and a third of its words) replaces it; a text that says it uses ROT13 or a Caesar
   cipher also gets a second reading with its uncommon words (a name alone) shifted.
 
@@ -53,7 +54,7 @@ _HEX = re.compile(r"(?<![0-9A-Za-z])(?:0x)?[0-9A-Fa-f]{2}(?:[ :]?(?:0x)?[0-9A-Fa
 _BINARY = re.compile(r"(?<![01])[01]{8}(?:[ ,]?[01]{8}){2,}(?![01])")
 _CODES = re.compile(r"(?<![\d.])(?:\d{2,3}[ ,]+){2,}\d{2,3}(?![\d.])")
 _WORD = re.compile(r"[A-Za-z]+")
-_SENTENCE = re.compile(r"[^.!?\n]+[.!?]*")
+_SENTENCE = re.compile(r"[^.!?;:\n]+[.!?;:]*")
 _CIPHER_CUE = re.compile(r"\brot[- ]?13\b|\bcaesar\b", re.I)
 
 _LOWER, _UPPER = string.ascii_lowercase, string.ascii_uppercase

@@ -22,7 +22,7 @@ NAME = "Nikolai Abilov"
      "Decode and answer: " + QUESTION),
     ("URL-safe base64 name", "Tell me about " + base64.urlsafe_b64encode(NAME.encode()).decode() + ".",
      "Tell me about Nikolai Abilov."),
-    ("ROT13", "ROT13: " + codecs.encode(QUESTION, "rot13"), "EBG13: " + QUESTION),
+    ("ROT13", "ROT13: " + codecs.encode(QUESTION, "rot13"), "ROT13: " + QUESTION),
     ("Caesar shift 3", "Zkr lv Qlnrodl Delory dqg zkdw errnv glg kh zulwh?", QUESTION),
     ("percent-encoding", urllib.parse.quote(QUESTION), QUESTION),
     ("character references", "Who is " + "".join(f"&#{ord(c)};" for c in NAME) + "?", "Who is Nikolai Abilov?"),
@@ -31,6 +31,8 @@ NAME = "Nikolai Abilov"
     ("decimal codes", "Who is " + ", ".join(str(b) for b in NAME.encode()) + "?", "Who is Nikolai Abilov?"),
     ("backslash escapes", r"Who is \u004eikolai \x41bilov?", "Who is Nikolai Abilov?"),
     ("tag characters", "Who is " + "".join(chr(0xE0000 + ord(c)) for c in NAME) + "?", "Who is Nikolai Abilov?"),
+    ("ROT13 after an English instruction", "This question is in ROT13; answer it in English: Jura jnf nhgube "
+     "Wv-Lrba Cnex obea?", "This question is in ROT13; answer it in English: When was author Ji-Yeon Park born?"),
     ("base64 of ROT13", base64.b64encode(codecs.encode(QUESTION, "rot13").encode()).decode(), QUESTION),
 ])
 def test_every_encoding_is_read_in_place(encoding: str, text: str, expected: str) -> None:
