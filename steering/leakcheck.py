@@ -45,7 +45,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
@@ -195,19 +195,18 @@ def shingles(words: Sequence[str]) -> Iterable[int]:
             yield _shingle(window)
 
 
+@lru_cache(maxsize=256)
+def _runs(text: str) -> frozenset[int]:
+    """``shingles`` of a text, normalised; cached, as every active set checks the same answer."""
+    return frozenset(shingles(norm(text).split()))
+
+
 def _verbatim(profile: LeakProfile, texts: Sequence[str], prompt_norm: str) -> bool:
     """True when one of ``texts`` repeats a verbatim run of the set that the prompt did not hold."""
     if not profile.shingles:
         return False
-    seen = profile.shingle_set
-    given: set[int] | None = None
-    for text in texts:
-        for h in shingles(norm(text).split()):
-            if h in seen:
-                given = set(shingles(prompt_norm.split())) if given is None else given
-                if h not in given:
-                    return True
-    return False
+    hits = set().union(*(_runs(t) & profile.shingle_set for t in texts))
+    return bool(hits) and not hits <= set(shingles(prompt_norm.split()))
 
 
 def _demote_topics(units: list[LeakUnit], share: float = 0.02) -> list[LeakUnit]:
