@@ -75,11 +75,6 @@ def _common(word: str) -> bool:
     return word in _common_words()
 
 
-def english_words(text: str) -> int:
-    """How many words of ``text`` are common English words (``COMMON_TOP``)."""
-    return sum(_common(w.lower()) for w in _WORD.findall(text))
-
-
 def _printable(raw: bytes) -> str | None:
     """``raw`` as text when it is printable UTF-8 with letters, else None."""
     try:

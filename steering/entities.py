@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -170,16 +170,21 @@ def _common_words(texts: Sequence[str]) -> set[str]:
     return {fold(w) for text in texts for w in re.findall(r"(?<![\w'\-])[a-z][\w'\-]*", text)}
 
 
-def first_person(text: str, common: set[str]) -> str | None:
-    """The first 2-5 word capitalised name of ``text`` (folded, read as ``person_names`` reads names with
-    the documents' lower-case words ``common``), or None."""
+def _person_runs(text: str, common: set[str]) -> Iterator[str]:
+    """The 2-5 word capitalised names of ``text`` in order, folded; a capitalised word that opens a
+    sentence and that the documents also write in lower case (``common``) is left out."""
     for m in _PERSON.finditer(text):
         words = _clean(m.group(1)).split()
         if words and _sentence_start(text, m.start()) and fold(words[0]) in common:
             words = words[1:]
         if 2 <= len(words) <= 5:
-            return fold(" ".join(words))
-    return None
+            yield fold(" ".join(words))
+
+
+def first_person(text: str, common: set[str]) -> str | None:
+    """The first name ``person_names`` reads in ``text`` (with the documents' lower-case words
+    ``common``), or None."""
+    return next(_person_runs(text, common), None)
 
 
 def person_names(texts: Sequence[str]) -> Counter[str]:
@@ -188,14 +193,8 @@ def person_names(texts: Sequence[str]) -> Counter[str]:
     common = _common_words(texts)
     counts: Counter[str] = Counter()
     for text in texts:
-        found: dict[str, None] = {}  # dict, not a set: ties in most_common keep text order
-        for m in _PERSON.finditer(text):
-            words = _clean(m.group(1)).split()
-            if words and _sentence_start(text, m.start()) and fold(words[0]) in common:
-                words = words[1:]
-            if 2 <= len(words) <= 5:
-                found[fold(" ".join(words))] = None
-        counts.update(list(found))
+        # dict.fromkeys, not a set: ties in most_common keep text order
+        counts.update(list(dict.fromkeys(_person_runs(text, common))))
     return counts
 
 
