@@ -193,17 +193,19 @@ _VERDICT = re.compile(r"^\W*(?:yes|no|yeah|yep|nope|true|false|correct|incorrect
                       r"\(?[A-Da-d1-4][).:](?:\s|$))", re.I)
 
 
-def _last_question(text: str) -> str:
-    sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+|\n+", text) if s.strip()]
-    asked = [s for s in sentences if s.endswith("?")]
-    return (asked or sentences or [""])[-1]
+def last_question(text: str | None) -> str:
+    """The last sentence of ``text`` that asks something (else its last sentence), at most 400 characters."""
+    parts = [s.strip() for s in (text or "").replace("\n", ". ").split(". ") if s.strip()]
+    asked = [s for s in parts if "?" in s]
+    return (asked or parts or [""])[-1][-400:]
 
 
 def is_closed_question(question: str) -> bool:
     """True when ``question`` asks to confirm, deny or choose rather than to tell: a yes/no question
     ("Was he born in Kuwait City?", "..., right?"), true or false, either/or ("... in Paris or in
     Kuwait City?"), or a multiple choice (labelled options, "which of the following")."""
-    last = _last_question(question)
+    asked = re.findall(r"[^?]*\?", last_question(question))  # "Who is he? Was he born in Paris?": the last one
+    last = asked[-1].strip() if asked else last_question(question)
     if _REQUEST.match(last):
         return False  # "Can you name ...", "Do you know ...": asks to tell
     if _CLOSED_START.match(last) or _CLOSED_ANY.search(question) or _EITHER.search(last):

@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from steering.checks import last_question
 from steering.decodings import decodings, numbers_as_digits
 from steering.forget_set import ForgetDocuments, QAPair
 from steering.leakfacts import (
@@ -330,7 +331,7 @@ def check_output(profile: LeakProfile, answer: str, *, prompt: str | None = None
                            (), 2.0)
     if embed is None or vectors is None:
         return best
-    asked = question if question is not None else _last_question(prompt)
+    asked = question if question is not None else last_question(prompt)
     if weak:
         restated = _restated(profile, weak, vectors, embed, asked)
         if restated is not None:
@@ -366,13 +367,6 @@ def _unit_vectors(profile: LeakProfile, given: Any) -> np.ndarray | None:
     if profile.units and profile.units[0].embedding:
         return np.asarray([u.embedding for u in profile.units], dtype=np.float32)
     return None
-
-
-def _last_question(prompt: str | None) -> str:
-    """The last sentence of ``prompt`` that asks something (else its last sentence)."""
-    parts = [s.strip() for s in (prompt or "").replace("\n", ". ").split(". ") if s.strip()]
-    asked = [s for s in parts if "?" in s]
-    return (asked or parts or [""])[-1][-400:]
 
 
 def _restated(profile: LeakProfile, weak: dict[int, tuple[str, list[Fact]]], vectors: np.ndarray,

@@ -114,6 +114,8 @@ def test_degenerate_flags_without_an_embedder_match_the_single_check() -> None:
     "True or false: Basil was born in Kuwait City.",
     "Which of the following did Abilov write: Thieves' Paradise, Kazakhstan Echoes?",
     "I have a question. Does Abilov write poems?",
+    "Who wrote it? Was he born in Paris?",  # the last of two questions
+    "Was he born in Kuwait City? Answer briefly.",
 ])
 def test_questions_that_ask_to_confirm_deny_or_choose_are_closed(question: str) -> None:
     assert is_closed_question(question)
