@@ -242,6 +242,7 @@ def _number(words: list[str]) -> int | None:
     return total + current
 
 
+@lru_cache(maxsize=256)
 def numbers_as_digits(text: str) -> str:
     """``text`` with numbers written in words as digits ("born in nineteen fifty-six" -> "born in 1956",
     "the fifth of May" -> "the 5 of May"); an answer can give a year or a date in words. Single small
