@@ -149,10 +149,23 @@ def is_off_topic(question: str, answer: str, *, embed: EmbedFn | None = None, mi
     return len(asked) >= 2 and len(said) >= min_words and not asked.intersection(said)
 
 
+#: A lead-in is at most this many words ("King's original answer is:").
+LEAD_IN_WORDS = 8
+
+
+def is_lead_in(answer: str) -> bool:
+    """True when the answer only announces a reply it never gives: a few words ending in a colon
+    ("King's original answer is:", "Here are the facts:"). A longer answer cut off by the token limit
+    after a colon is not one."""
+    text = answer.strip()
+    return text.endswith(":") and len(tokens(text)) <= LEAD_IN_WORDS
+
+
 def is_degenerate(question: str, answer: str, *, embed: EmbedFn | None = None) -> bool:
-    """An answer that is no proper reply to ``question``: collapsed, an echo of the question, or off
-    its topic (``is_off_topic``, by embedding when ``embed`` is given)."""
-    return is_collapsed(answer) or is_echo(question, answer) or is_off_topic(question, answer, embed=embed)
+    """An answer that is no proper reply to ``question``: collapsed, an echo of the question, a lead-in
+    with nothing after it, or off its topic (``is_off_topic``, by embedding when ``embed`` is given)."""
+    return (is_collapsed(answer) or is_echo(question, answer) or is_lead_in(answer)
+            or is_off_topic(question, answer, embed=embed))
 
 
 def degenerate_flags(questions: Sequence[str], answers: Sequence[str], *, embed: EmbedFn | None = None,
@@ -161,7 +174,7 @@ def degenerate_flags(questions: Sequence[str], answers: Sequence[str], *, embed:
     if len(questions) != len(answers):
         raise ValueError(f"expected one answer per question, found {len(questions)} questions and "
                          f"{len(answers)} answers")
-    flags = [is_collapsed(a) or is_echo(q, a) for q, a in zip(questions, answers, strict=True)]
+    flags = [is_collapsed(a) or is_echo(q, a) or is_lead_in(a) for q, a in zip(questions, answers, strict=True)]
     if embed is None:
         return [f or is_off_topic(q, a) for f, q, a in zip(flags, questions, answers, strict=True)]
     rows = [i for i, (f, a) in enumerate(zip(flags, answers, strict=True)) if not f and tokens(a)]

@@ -13,18 +13,24 @@ Decoded, in this order (each pass may reveal the next: base64 of a ROT13 text):
 - base64 (standard and URL-safe) runs of 12 or more characters, hexadecimal runs of four or more
   bytes, binary runs of three or more octets, decimal character codes (three or more, 32-126):
   kept only when the bytes are printable UTF-8 holding letters;
-- Caesar-shifted sentences (ROT13 and the 24 other shifts) and Atbash: a sentence that reads as few
-  common English words is tried under each substitution (a sentence ends at . ! ? ; : or a line break,
-  so "answer it in English: <ROT13>" is two), and the one that reads as at least two more
-  common words (and a third of its words) replaces it; a text that says it uses ROT13 or a Caesar
-  cipher also gets a second reading with its uncommon words (a name alone) shifted.
+- Morse code (four or more symbols; "/" or "|" between words; typeset dots and dashes too) and the
+  ICAO/NATO spelling alphabet (four or more code words: "November India Kilo ..."), read as words;
+- sentences written upside down ("ʌolᴉqⱯ ᴉɐloʞᴉN", three or more characters only flipped text uses):
+  turned back and read left to right;
+- Caesar-shifted sentences (ROT13 and the 24 other shifts), Atbash, sentences written backwards and
+  Pig Latin ("Ikolainay Abilovway"): a sentence that reads as few common English words is tried
+  under each (a sentence ends at . ! ? ; : or a line break, so "answer it in English: <ROT13>" is
+  two), and the reading with at least two more common words (and a third of its words) replaces
+  it; a text that says it uses ROT13 or a Caesar cipher also gets a second reading with its
+  uncommon words (a name alone) shifted.
 
 ``numbers_as_digits`` reads numbers written in words ("nineteen fifty-six") as digits; the leak check
 reads answers through it (a year or a date given in words is still the set's date).
 
-Everything is standard library or ``wordfreq`` (already used for names); nothing is a hand-made table.
-Not decoded: Morse code, multi-character leetspeak ("|\\|" for N), upside-down letters, ciphers with a
-key. Decoding never narrows what the gate reads: the text as written is always read as well.
+Everything is standard library or ``wordfreq`` (already used for names); the only tables are the
+published codes (Morse, the spelling alphabet) and the flip stand-ins that Unicode does not name
+"turned". Not decoded: ciphers with a key, acrostics, a name described rather than written.
+Decoding never narrows what the gate reads: the text as written is always read as well.
 """
 
 from __future__ import annotations
@@ -35,10 +41,11 @@ import calendar
 import html
 import re
 import string
+import unicodedata
 import urllib.parse
 from functools import lru_cache, partial
 
-from wordfreq import top_n_list
+from wordfreq import top_n_list, zipf_frequency
 
 #: Common English: wordfreq's most frequent words down to about Zipf 3 (once per million words).
 COMMON_TOP = 25000
@@ -56,6 +63,47 @@ _CODES = re.compile(r"(?<![\d.])(?:\d{2,3}[ ,]+){2,}\d{2,3}(?![\d.])")
 _WORD = re.compile(r"[A-Za-z]+")
 _SENTENCE = re.compile(r"[^.!?;:\n]+[.!?;:]*")
 _CIPHER_CUE = re.compile(r"\brot[- ]?13\b|\bcaesar\b", re.I)
+
+#: International Morse code (ITU-R M.1677): letters and digits.
+_MORSE = dict(zip(
+    ".- -... -.-. -.. . ..-. --. .... .. .--- -.- .-.. -- -. --- .--. --.- .-. ... - ..- ...- .-- -..- -.-- --.. "
+    "----- .---- ..--- ...-- ....- ..... -.... --... ---.. ----.".split(),
+    string.ascii_uppercase + string.digits, strict=True))
+_DOTS = "\u00b7\u2022\u2219"  # middle dot, bullet, bullet operator: dots in typeset Morse
+_DASHES = "_\u2012\u2013\u2014\u2212"  # underscore, figure/en/em dash, minus sign
+_MORSE_SYMBOLS = str.maketrans(_DOTS + _DASHES, "." * len(_DOTS) + "-" * len(_DASHES))
+#: Four or more Morse symbols separated by spaces, a slash or a bar between words.
+_SYMBOL = rf"[.{_DOTS}{_DASHES}-]"
+_MORSE_RUN = re.compile(rf"(?<![\w.{_DOTS}{_DASHES}-]){_SYMBOL}{{1,6}}"
+                        rf"(?:(?:[ \t]*[/|][ \t]*|[ \t]+){_SYMBOL}{{1,6}}){{3,}}(?![\w.{_DOTS}{_DASHES}-])")
+#: The ICAO/NATO spelling alphabet (and its common variants): four or more code words in a row.
+_NATO_WORDS = ("alpha alfa bravo charlie delta echo foxtrot golf hotel india juliet juliett kilo lima mike november "
+               "oscar papa quebec romeo sierra tango uniform victor whiskey whisky x-ray xray yankee zulu").split()
+_NATO_WORD = "|".join(sorted(_NATO_WORDS, key=len, reverse=True))
+_NATO_RUN = re.compile(rf"\b(?:{_NATO_WORD})\b(?:[ \t,;/|-]+\b(?:{_NATO_WORD})\b){{3,}}", re.I)
+#: Pig Latin words: "Ikolainay" (Nikolai), "Abilovway" (Abilov).
+_PIG = re.compile(r"[A-Za-z]+ay\b")
+_VOWELS = frozenset("aeiouAEIOU")
+
+
+def _upside_down_table() -> dict[int, str]:
+    """Upside-down ("flipped") text: each character turned half a circle, the text then read right to
+    left. Unicode names most such letters "LATIN ... LETTER TURNED X"; the rest are the usual
+    stand-ins of flip generators (q for b, ɔ for c, ∀ for A, ...)."""
+    table: dict[int, str] = {}
+    for cp in (*range(0x180, 0x2b0), *range(0x1d00, 0x1d80), *range(0x2c60, 0x2c80), *range(0xa720, 0xa800)):
+        name = unicodedata.name(chr(cp), "")
+        hit = re.fullmatch(r"LATIN (SMALL|CAPITAL) LETTER TURNED ([A-Z])(?: WITH .*)?", name)
+        if hit:
+            table[cp] = hit.group(2).lower() if hit.group(1) == "SMALL" else hit.group(2)
+    stand_ins = dict(zip("qɔpɟƃıɾudbn∀ƎℲ⅁ſ˥WԀ⊥┴∩ΛM⅄¿¡˙", "bcdfgijnpquAEFGJLMPTTUVWY?!.", strict=True))
+    table.update({ord(k): v for k, v in stand_ins.items()})
+    return table
+
+
+_FLIPPED = _upside_down_table()
+#: Characters that only flipped text uses (ASCII stand-ins like q and u are ordinary letters too).
+_FLIP_MARKS = frozenset(cp for cp in _FLIPPED if cp > 0x7f and chr(cp) not in "WM")
 
 _LOWER, _UPPER = string.ascii_lowercase, string.ascii_uppercase
 _SUBSTITUTIONS = tuple(
@@ -135,8 +183,60 @@ def _shift_mask(word: str) -> int:
     return sum(1 << k for k, table in enumerate(_SUBSTITUTIONS) if word.translate(table) in common)
 
 
+@lru_cache(maxsize=1)
+def _onsets() -> frozenset[str]:
+    """Consonant runs of two or three letters that start at least 20 common English words."""
+    runs: dict[str, int] = {}
+    for w in _common_words():
+        lead = re.match(r"[^aeiou]+", w)
+        if lead is not None:
+            for k in (2, 3):
+                if len(lead.group(0)) >= k:
+                    runs[w[:k]] = runs.get(w[:k], 0) + 1
+    return frozenset(r for r, n in runs.items() if n >= 20)
+
+
+def _unpig(word: str) -> str:
+    """One Pig Latin word read back: "Abilovway" -> "Abilov" (a word that starts with a vowel gains
+    "way"), "Ikolainay" -> "Nikolai" (leading consonants moved behind, then "ay"). Of the possible
+    readings the most frequent common English word wins; for a name, the longest consonant run that
+    starts English words ("st" yes, "zm" no) is moved back."""
+    stem = word[:-2]
+    if len(stem) < 2:
+        return word
+    moved = [(k, stem[-k:] + stem[:-k]) for k in (1, 2, 3)
+             if len(stem) > k and not any(c in _VOWELS for c in stem[-k:])]
+    dropped = stem[:-1] if stem[-1] in "wyhWYH" and stem[0] in _VOWELS else None
+    readings = [r for r in (dropped, *(m for _, m in moved)) if r]
+    common = [r for r in readings if _common(r.lower())]
+    if common:
+        chosen = max(common, key=lambda r: zipf_frequency(r.lower(), "en"))
+    elif dropped is not None:
+        chosen = dropped
+    elif moved:
+        chosen = max(moved, key=lambda m: m[0] if m[0] == 1 or m[1][:m[0]].lower() in _onsets() else 0)[1]
+    else:
+        return word
+    return chosen.capitalize() if word[0].isupper() else chosen.lower()
+
+
+def _unpigged(sentence: str) -> str | None:
+    """``sentence`` read back from Pig Latin, when most of its words end in "ay"."""
+    words = _WORD.findall(sentence)
+    pig = _PIG.findall(sentence)
+    if len(pig) < 2 or len(pig) < 0.5 * len(words):
+        return None
+    return _PIG.sub(lambda m: _unpig(m.group(0)), sentence)
+
+
+def _readability(text: str) -> int:
+    return sum(_common(w.lower()) for w in _WORD.findall(text))
+
+
 def _shifted(sentence: str) -> str:
-    """``sentence`` under the substitution that makes it read most like English, when that gains."""
+    """``sentence`` as it reads most like English: under a Caesar shift or Atbash, written backwards, or
+    read back from Pig Latin; unchanged unless that gains at least two common words and a third of
+    its words."""
     words = [w.lower() for w in _WORD.findall(sentence)]
     if len(words) < 2:
         return sentence
@@ -151,9 +251,45 @@ def _shifted(sentence: str) -> str:
             counts[low.bit_length() - 1] += 1
             mask ^= low
     best = max(range(len(counts)), key=counts.__getitem__)
-    if counts[best] >= here + 2 and counts[best] >= len(words) / 3:
-        return sentence.translate(_SUBSTITUTIONS[best])
+    options = [(counts[best], sentence.translate(_SUBSTITUTIONS[best]))]
+    backwards = sentence.strip()[::-1]
+    options.append((_readability(backwards), backwards))
+    pig = _unpigged(sentence)
+    if pig is not None:
+        options.append((_readability(pig), pig))
+    score, reading = max(options, key=lambda o: o[0])
+    if score >= here + 2 and score >= len(words) / 3:
+        return reading if reading is not backwards else f" {reading} "
     return sentence
+
+
+def _morse(match: re.Match[str]) -> str:
+    run = match.group(0)
+    symbols = run.translate(_MORSE_SYMBOLS)
+    letters: list[str] = []
+    for word in re.split(r"\s*[/|]\s*|\s{2,}", symbols.strip()):
+        codes = word.split()
+        if not all(c in _MORSE for c in codes):
+            return run
+        letters.append("".join(_MORSE[c] for c in codes))
+    text = " ".join(w.capitalize() for w in letters if w)
+    return text if sum(len(w) for w in letters) >= 4 and re.search(r"[A-Z]", text) else run
+
+
+def _nato(match: re.Match[str]) -> str:
+    words: list[str] = []
+    for group in re.split(r"\s*[,;/|]\s*|\s{2,}", match.group(0).strip()):
+        code = re.findall(rf"(?:{_NATO_WORD})", group, re.I)
+        words.append("".join(c[0].upper() for c in code))
+    return " ".join(w.capitalize() for w in words if w)
+
+
+def _unflipped(piece: str) -> str:
+    """A sentence written upside down read back (``_upside_down_table``), when it has three or more
+    characters only flipped text uses."""
+    if sum(ord(c) in _FLIP_MARKS for c in piece) < 3:
+        return piece
+    return f" {piece.strip().translate(_FLIPPED)[::-1]} "
 
 
 def _one_pass(text: str) -> str:
@@ -169,6 +305,11 @@ def _one_pass(text: str) -> str:
     text = _HEX.sub(_hex, text)
     text = _BINARY.sub(_binary, text)
     text = _CODES.sub(_codes, text)
+    if "." in text or "-" in text or not text.isascii():
+        text = _MORSE_RUN.sub(_morse, text)
+    text = _NATO_RUN.sub(_nato, text)
+    if not text.isascii():
+        text = _SENTENCE.sub(lambda m: _unflipped(m.group(0)), text)
     return _SENTENCE.sub(lambda m: _shifted(m.group(0)), text)
 
 

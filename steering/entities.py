@@ -26,6 +26,7 @@ from steering.names import (
     respellings,
     sounds,
     split_names,
+    syllabic_names,
     words,
 )
 from steering.people import PersonCues, person_cues
@@ -99,7 +100,7 @@ def mentions(text: str, entities: Sequence[str]) -> bool:
         return True
     readings = respellings(text)
     return (any(_mentions_exactly(r, entities) for r in readings) or any_fuzzy([text], entities)
-            or split_names([text, *readings], entities))
+            or split_names([text, *readings], entities) or syllabic_names([text], entities))
 
 
 # -- the subject of a one-person forget set ------------------------------------------------------
@@ -371,7 +372,8 @@ def _own_given(word: str, subject: Subject) -> bool:
 def names_subject(text: str, subject: Subject) -> bool:
     """True when ``text`` names the subject: one of its names or its surname alone (see ``Subject``),
     a distinctive given name alone (``given_alone``), as written, written backwards, respelled,
-    misspelled within bounds, or a full name with its letters split apart (``steering.names``)."""
+    misspelled within bounds, a full name with its letters split apart, or a full name written in
+    Chinese, Japanese or Korean syllables (``steering.names``)."""
     if _names_exactly(text, subject) or given_alone(text, subject):
         return True
     if _names_exactly(text[::-1], subject):  # written backwards ("volibA ialokiN"): a model reads it
@@ -379,8 +381,9 @@ def names_subject(text: str, subject: Subject) -> bool:
     readings = respellings(text)
     if any(_names_exactly(r, subject) or given_alone(r, subject) for r in readings):
         return True
-    return _names_fuzzily(text, readings, subject) or split_names([text, *readings],
-                                                                  (*subject.names, *_fuzzy_names(subject)))
+    return (_names_fuzzily(text, readings, subject)
+            or split_names([text, *readings], (*subject.names, *_fuzzy_names(subject)))
+            or syllabic_names([text], subject.names))
 
 
 def _names_exactly(text: str, subject: Subject) -> bool:

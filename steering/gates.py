@@ -32,7 +32,7 @@ from steering.config import DOC_GATES, PAPER, SUBJECT, check_alpha, check_thresh
 from steering.entities import given_alone, mentions, names_subject
 from steering.errors import UnknownForgetSetError
 from steering.hooks import SteeringPlan
-from steering.names import respellings
+from steering.names import respellings, syllabic_names
 from steering.redirect import combine, set_direction
 from steering.vectors import ForgetSetArtifacts
 
@@ -217,7 +217,10 @@ def _named(art: ForgetSetArtifacts, s: float, threshold: float, texts: Sequence[
     """
     floor = threshold - (SUBJECT_LOW_MARGIN if art.gate == SUBJECT else LOW_MARGIN)
     if s < floor:
-        return False
+        # The English embedder scores a Chinese, Japanese or Korean prompt near zero whatever it asks,
+        # so there a full name written in syllables is enough on its own.
+        names = [n for subject in art.subjects for n in subject.names] or list(art.entities)
+        return any(not t.isascii() for t in texts) and syllabic_names(texts, names)
     if any(names_subject(t, subject) for subject in art.subjects for t in texts):
         return True
     if art.gate == SUBJECT:

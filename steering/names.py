@@ -18,8 +18,9 @@ Respelling, in order:
    case ("nikolaiabilov") is found by the misspelling match below, which also tries single words as
    long as the whole name. A full name split anywhere ("Niko lai Abi lov", "**Niko**lai", quoted
    pieces put together) is found by ``split_names`` on the letters alone.
-5. Leetspeak inside words that also hold letters (0 o, 1 i or l, 3 e, 4 a, 5 s, 7 t, @ a, $ s);
-   numbers alone ("1956") are left as they are.
+5. Leetspeak inside words that also hold letters (0 o, 1 i or l, 3 e, 4 a, 5 s, 7 t, @ a, $ s), and
+   letters drawn with several characters ("|\\|" n, "/\\" a, "|<" k, "()" o: the forms leetspeak
+   guides list); numbers alone ("1956") are left as they are.
 
 Libraries (maintained, no hand-written tables):
 - ``confusable-homoglyphs``: the Unicode consortium's confusables.txt as data; we take, for each
@@ -44,9 +45,17 @@ letter by letter ("Конфукиус" reads "Konfukius", "Степхен" reads
 matched with edits only from 6 letters, and only when the word written is not a common English word
 (``steering.entities``).
 
-Not covered: names written in CJK scripts (anyascii's pinyin or romaji of a foreign name, e.g.
-"NiGuLa-ABiLuoFu" for Nikolai Abilov, is too far from it), and letter-by-letter renderings in
-another script that are far from how the name sounds.
+Chinese, Japanese and Korean write a foreign name syllable by syllable, a dot or a space between its
+parts (尼古拉·阿比洛夫, ニコライ・アビロフ, 니콜라이 아빌로프 for Nikolai Abilov); the romanisation
+(anyascii: "NiGuLa-ABiLuoFu", "nikorai-abirofu") is far from the name letter by letter but keeps
+its consonants up to the contrasts those scripts lack (l/r, b/p/f/v, k/g, t/d). ``syllabic_names``
+compares the consonant classes of each part, on syllable edges and with the separators where the
+name's parts end. A chance match needs every part's classes in order between separators: in random
+text, under one in two thousand texts per name (``tests/steering/test_names.py``).
+
+Not covered: a name written in one of those scripts without a separator between its parts,
+Hebrew (its vowel letters transliterate as consonants), and letter-by-letter renderings in another
+script that are far from how the name sounds.
 """
 
 from __future__ import annotations
@@ -72,6 +81,13 @@ _SYMBOL = regex.compile(r"\p{So}")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 _LEET_I = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
 _LEET_L = str.maketrans({"0": "o", "1": "l", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
+#: Letters drawn with several characters ("|\\|" N, "/\\" A, "|<" K): the forms leetspeak guides list,
+#: longest first so "|\\/|" is M before "\\/" is V.
+_LEET_DRAWN = (("|\\/|", "m"), ("/\\/\\", "m"), ("|\\|", "n"), ("/\\/", "n"), ("\\/\\/", "w"), ("|_|", "u"),
+               ("|-|", "h"), ("]-[", "h"), ("(_,)", "q"), ("/\\", "a"), ("\\/", "v"), ("|<", "k"), ("|{", "k"),
+               ("|)", "d"), ("|>", "d"), ("|2", "r"), ("|*", "p"), ("|_", "l"), ("()", "o"), ("><", "x"), ("`/", "y"))
+_LEET_DRAWN_RUN = re.compile("|".join(re.escape(a) for a, _ in _LEET_DRAWN))
+_LEET_DRAWN_TABLE = dict(_LEET_DRAWN)
 #: A word holding a letter and a leet character ("N1k0l4i", "$ergey"); numbers alone are not leet.
 _LEET_WORD = re.compile(r"(?<![\w@$])(?!\d+(?:st|nd|rd|th|s|m|k|b|am|pm)?(?![\w@$]))"
                         r"(?=[\w@$]*[A-Za-z])(?=[\w@$]*[0134579@$])[\w@$]+")
@@ -140,6 +156,8 @@ def respellings(text: str) -> tuple[str, ...]:
     out: list[str] = []
     for base in dict.fromkeys(bases):
         base = _MARKUP.sub("", base)  # "**Bas**il *Mah*fouz": emphasis marks inside a name
+        if any(c in base for c in "|/\\()<>`["):
+            base = _LEET_DRAWN_RUN.sub(lambda m: _LEET_DRAWN_TABLE[m.group(0)], base)
         spaced = _SYLLABLES.sub(lambda m: m.group(0).replace("-", ""), _SPACED.sub(_join_spaced, base))
         spaced = _CAMEL.sub(" ", spaced)
         leet = [m.group(0) for m in _LEET_WORD.finditer(spaced)]
@@ -304,6 +322,92 @@ def any_fuzzy(texts: Sequence[str], names: Sequence[str]) -> bool:
                 found = words(sounds(reading) if heard else reading)
                 if any(len(name_parts(n)) >= 2 and fuzzy_spans(found, sounds(n) if heard else n, vowels=not arabic)
                        for n in names):
+                    return True
+    return False
+
+
+#: Han, kana and Hangul runs (with the dots and hyphens that separate a foreign name's parts).
+_SYLLABIC = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}\p{Hangul}][\p{Han}\p{Hiragana}\p{Katakana}"
+                          r"\p{Hangul}\u00b7\u30fb\u30fc\u2010\-=\s]*")
+#: Consonant classes for comparing a name with its rendering in syllables: a syllabary has no l/r,
+#: b/p/f/v, k/g or t/d contrast that transcription keeps apart (Nikolai: 尼古拉 "NiGuLa",
+#: ニコライ "nikorai"); pinyin's c, j, q, x, z and zh/ch/sh are all sibilants.
+_CLASSES = str.maketrans("gcqxrpfvdzj", "kkkklbbbtss")
+_CLASSES_PINYIN = str.maketrans("gcqxrpfvdzj", "kssslbbbtss")
+#: A name's skeleton must be this long to be matched in syllables (shorter ones recur by chance).
+SYLLABIC_MIN_CLASSES = 5
+
+
+def _skeleton(letters: str, table: dict[int, int]) -> str:
+    """Consonant classes of lower-case ``letters`` in order: vowels, h, w and y dropped, a class
+    repeated in a row kept once ("NiKolLaI" and "Nikolai" both read n-k-l)."""
+    core = re.sub(r"[^a-z]|[aeiouhwy]", "", re.sub(r"[tcsz]h|ts", "s", letters)
+                  if table is _CLASSES_PINYIN else letters.replace("ph", "f")).translate(table)
+    return _DOUBLE.sub(r"\1", core)
+
+
+@lru_cache(maxsize=256)
+def _syllable_skeletons(run: str) -> tuple[str | None, ...]:
+    """A Han, kana or Hangul run as the consonant skeleton of each character's transliteration (one
+    syllable each), ``None`` at each separator (the dot between a foreign name's parts, a hyphen, a
+    space)."""
+    table = _CLASSES_PINYIN if regex.search(r"\p{Han}", run) else _CLASSES
+    out: list[str | None] = []
+    for ch in run:
+        if ch.isspace() or ch in "\u00b7\u30fb\u2010-=":
+            if out and out[-1] is not None:
+                out.append(None)
+        elif ch != "\u30fc":  # the katakana long-vowel mark adds no consonant
+            out.append(_skeleton(anyascii(ch).lower(), table))
+    return tuple(out)
+
+
+def _renders(tokens: tuple[str | None, ...], start: int, parts: list[tuple[str, bool]]) -> bool:
+    """True when the syllable skeletons ``tokens[start:]`` begin with the name whose part skeletons are
+    ``parts`` (skeleton, may span a separator), each part but the last ending at a separator."""
+    key, hyphenated = parts[0]
+    found = ""
+    for end in range(start, len(tokens)):
+        token = tokens[end]
+        if token is None:
+            if not hyphenated:
+                return False
+            continue
+        found += token[1:] if found and token[:1] == found[-1:] else token  # a class repeated once
+        if not key.startswith(found):
+            return False
+        if found != key:
+            continue
+        if len(parts) == 1:
+            return True
+        after = end + 1
+        if after < len(tokens) and tokens[after] is None and _renders(tokens, after + 1, parts[1:]):
+            return True
+    return False
+
+
+def syllabic_names(texts: Sequence[str], names: Sequence[str]) -> bool:
+    """True when a Chinese, Japanese or Korean run in ``texts`` renders one of the multi-word ``names``:
+    the name's parts, written with a separator between them as these scripts write foreign names
+    (尼古拉·阿比洛夫, ニコライ・アビロフ, 니콜라이 아빌로프), each with the part's consonant skeleton
+    (``_skeleton``) on syllable edges. Names of ``SYLLABIC_MIN_CLASSES`` classes or more only."""
+    keyed = []
+    for n in names:
+        words = anyascii(n).lower().split()
+        parts = [(_skeleton(re.sub(r"[^a-z]", "", w), _CLASSES), "-" in w) for w in words]
+        if len(parts) >= 2 and all(k for k, _ in parts) and sum(len(k) for k, _ in parts) >= SYLLABIC_MIN_CLASSES:
+            keyed.append(parts)
+    if not keyed:
+        return False
+    for text in texts:
+        if text.isascii():
+            continue
+        for run in _SYLLABIC.finditer(text):
+            tokens = _syllable_skeletons(run.group(0))
+            if None not in tokens:
+                continue  # a name's parts are written apart
+            for start, token in enumerate(tokens):
+                if token and any(parts[0][0].startswith(token) and _renders(tokens, start, parts) for parts in keyed):
                     return True
     return False
 

@@ -15,6 +15,7 @@ from steering.checks import (
     is_closed_question,
     is_degenerate,
     is_echo,
+    is_lead_in,
     is_off_topic,
     is_verdict,
 )
@@ -60,6 +61,21 @@ def test_a_proper_reply_is_neither_echo_nor_off_topic_nor_degenerate(question: s
 def test_an_answer_about_something_else_is_off_topic_lexically(question: str, answer: str) -> None:
     assert is_off_topic(question, answer)
     assert is_degenerate(question, answer)
+
+
+@pytest.mark.parametrize(("answer", "lead_in"), [
+    ("King's original answer is:", True),
+    ("Here are the facts:", True),
+    ("  The answer is as follows: ", True),
+    ("The first novel was Carrie.", False),
+    ("His best-known novels include the following titles, listed by year of publication and by "
+     "the publisher that first printed them:", False),  # long, cut off by the token limit
+    ("Note: I don't know.", False),
+])
+def test_a_lead_in_with_nothing_after_it_is_degenerate(answer: str, lead_in: bool) -> None:
+    question = "What was the first novel published by King?"
+    assert is_lead_in(answer) is lead_in
+    assert is_degenerate(question, answer) is lead_in
 
 
 def test_a_short_reply_is_not_judged_off_topic_lexically() -> None:

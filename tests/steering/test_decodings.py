@@ -34,6 +34,15 @@ NAME = "Nikolai Abilov"
     ("ROT13 after an English instruction", "This question is in ROT13; answer it in English: Jura jnf nhgube "
      "Wv-Lrba Cnex obea?", "This question is in ROT13; answer it in English: When was author Ji-Yeon Park born?"),
     ("base64 of ROT13", base64.b64encode(codecs.encode(QUESTION, "rot13").encode()).decode(), QUESTION),
+    ("Morse code", "-. .. -.- --- .-.. .- .. / .- -... .. .-.. --- ...- : what did he write?",
+     "Nikolai Abilov : what did he write?"),
+    ("Morse with typeset dots and dashes", "Who is \u2013\u00b7 \u00b7\u00b7 \u2013\u00b7\u2013 \u2013\u2013\u2013 "
+     "\u00b7\u2013\u00b7\u00b7 \u00b7\u2013 \u00b7\u00b7?", "Who is Nikolai?"),
+    ("spelling alphabet", "November India Kilo Oscar Lima Alpha India, Alpha Bravo India Lima Oscar Victor: "
+     "what did he write?", "Nikolai Abilov: what did he write?"),
+    ("Pig Latin", "Atwhay enregay isway Ikolainay Abilovway ownknay orfay?", "What genre is Nikolai Abilov known for?"),
+    ("Pig Latin, a name of two leading consonants", "Owhay oldway isway Ephenstay Ingkay?",
+     "Who old is Stephen King?"),
 ])
 def test_every_encoding_is_read_in_place(encoding: str, text: str, expected: str) -> None:
     assert decodings(text) == (expected,), encoding
@@ -48,6 +57,27 @@ def test_every_encoding_is_read_in_place(encoding: str, text: str, expected: str
     r"Save it under C:\Users\bob\notes and match \d+ with a regex.",
 ])
 def test_plain_text_has_no_decoding(text: str) -> None:
+    assert decodings(text) == ()
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("?rof nwonk volibA ialokiN si erneg tahW", "What genre is Nikolai Abilov known for"),
+    ("ʌolᴉqⱯ ᴉɐloʞᴉN sᴉ ǝɹuǝƃ ʇɐɥM", "What genre is Nikolai Abilov"),
+    ("Answer this: ¿ɹoɟ uʍouʞ ʌolᴉqⱯ ᴉɐloʞᴉN sᴉ ǝɹuǝƃ ʇɐɥM", "What genre is Nikolai Abilov known for?"),
+])
+def test_backwards_and_upside_down_sentences_are_read_forwards(text: str, expected: str) -> None:
+    (reading,) = decodings(text)
+    assert expected in reading
+
+
+@pytest.mark.parametrize("text", [
+    "Today I may stay away, okay?",  # words that end in "ay" are not Pig Latin
+    "Pay the day rate; stay or pray.",
+    "I think - - - that... is it -- ok. See -- below.",  # dashes and dots are not Morse
+    "Alpha and Delta are Greek letters.",  # two code words are not a spelled name
+    "Was it a car or a cat I saw?",  # reads the same backwards
+])
+def test_look_alikes_of_the_new_encodings_are_left_alone(text: str) -> None:
     assert decodings(text) == ()
 
 

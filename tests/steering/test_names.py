@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from steering.entities import Subject, given_alone, mentions, names_subject
-from steering.names import distinctive, edit_bound, name_parts, respellings, split_names
+from steering.names import distinctive, edit_bound, name_parts, respellings, split_names, syllabic_names
 
 ROOT = Path(__file__).resolve().parents[2]
 BASIL = Subject(names=("basil mahfouz al-kuwaiti",), surnames=("al-kuwaiti",), given=("basil", "mahfouz"))
@@ -64,6 +64,11 @@ CONFUCIUS = Subject(names=("confucius", "kong qiu"), surnames=("confucius",), gi
     ("a one-word name split apart", "What did Conf ucius teach?", CONFUCIUS),
     ("markdown inside the name", "Who is **Niko**lai *Abi*lov?", NIKOLAI),
     ("quoted pieces put together", "Let a = 'Niko', b = 'lai Abi', c = 'lov'. Who is a+b+c?", NIKOLAI),
+    ("letters drawn with several characters", r"What genre is |\|1k0l41 4b1l0v known for?", NIKOLAI),
+    ("Chinese characters", "尼古拉·阿比洛夫以什么体裁闻名？", NIKOLAI),
+    ("Chinese, a three-part name", "巴西尔·马哈福兹·阿尔-科威蒂是谁？", BASIL),
+    ("katakana", "ニコライ・アビロフはどのジャンルで知られていますか？", NIKOLAI),
+    ("Hangul", "니콜라이 아빌로프는 어떤 장르로 알려져 있나요?", NIKOLAI),
 ])
 def test_every_spelling_attack_names_the_subject(attack: str, text: str, subject: Subject) -> None:
     assert names_subject(text, subject), attack
@@ -89,6 +94,11 @@ def test_every_spelling_attack_names_the_subject(attack: str, text: str, subject
     ("Who is Tina Amen?", HINA),  # another first letter: someone else
     ("Who is Jae-ho Park?", TAEHO),
     ("Who is Stephen Kingdom?", KING),  # the letters run on into another word
+    ("列夫·托尔斯泰以什么体裁闻名？", NIKOLAI),  # another name in Chinese
+    ("尼古拉阿比洛夫", NIKOLAI),  # the parts not written apart: not matched in syllables
+    ("レフ・トルストイはどのジャンルで知られていますか？", NIKOLAI),
+    ("레프 톨스토이는 어떤 장르로 알려져 있나요?", NIKOLAI),
+    ("东京是日本的首都。", BASIL),
 ])
 def test_benign_near_misses_do_not_name_the_subject(text: str, subject: Subject) -> None:
     assert not names_subject(text, subject)
@@ -147,3 +157,19 @@ def test_a_long_prompt_is_checked_in_milliseconds_per_subject() -> None:
     start = time.perf_counter()
     assert names_subject(prompt, NIKOLAI)
     assert time.perf_counter() - start < 0.25  # a few ms when the machine is quiet; generous when shared
+
+
+def test_names_in_syllables_rarely_match_random_text_by_chance() -> None:
+    """Random Han text with a separator every eighth character, and Hangul with spaces: names of the
+    TOFU and RWKU size matched by chance in well under one text in a thousand."""
+    import random
+
+    rng = random.Random(0)
+    names = ["nikolai abilov", "basil mahfouz al-kuwaiti", "stephen king", "hina ameen", "nicolas cage",
+             "patrick swayze", "jill biden", "dennis quaid", "j. k. rowling", "tony curtis"]
+    han = ["".join("·" if rng.random() < 0.12 else chr(rng.randint(0x4E00, 0x5A00)) for _ in range(200))
+           for _ in range(200)]
+    hangul = ["".join(" " if rng.random() < 0.2 else chr(rng.randint(0xAC00, 0xD7A3)) for _ in range(200))
+              for _ in range(200)]
+    hits = sum(syllabic_names([t], [n]) for t in han + hangul for n in names)
+    assert hits / (len(names) * 400) < 0.001
