@@ -29,10 +29,11 @@ import numpy as np
 import torch
 
 from steering.config import DOC_GATES, PAPER, SUBJECT, check_alpha, check_threshold
+from steering.decodings import ENGLISH_MIN_SHARE, english_share
 from steering.entities import given_alone, mentions, names_subject
 from steering.errors import UnknownForgetSetError
 from steering.hooks import SteeringPlan
-from steering.names import respellings, syllabic_names
+from steering.names import name_parts, respellings
 from steering.redirect import combine, set_direction
 from steering.vectors import ForgetSetArtifacts
 
@@ -217,10 +218,12 @@ def _named(art: ForgetSetArtifacts, s: float, threshold: float, texts: Sequence[
     """
     floor = threshold - (SUBJECT_LOW_MARGIN if art.gate == SUBJECT else LOW_MARGIN)
     if s < floor:
-        # The English embedder scores a Chinese, Japanese or Korean prompt near zero whatever it asks,
-        # so there a full name written in syllables is enough on its own.
-        names = [n for subject in art.subjects for n in subject.names] or list(art.entities)
-        return any(not t.isascii() for t in texts) and syllabic_names(texts, names)
+        # The English embedder scores a prompt in another language low whatever it asks (Chinese,
+        # Japanese, Korean near zero), so there a full name is enough on its own.
+        names = [n for n in ([n for subject in art.subjects for n in subject.names] or art.entities)
+                 if len(name_parts(n)) >= 2]
+        return (bool(names) and english_share(" ".join(texts)) < ENGLISH_MIN_SHARE
+                and any(mentions(t, names) for t in texts))
     if any(names_subject(t, subject) for subject in art.subjects for t in texts):
         return True
     if art.gate == SUBJECT:

@@ -8,7 +8,7 @@ import urllib.parse
 
 import pytest
 
-from steering.decodings import decodings, numbers_as_digits
+from steering.decodings import ENGLISH_MIN_SHARE, decodings, english_share, numbers_as_digits
 from steering.forget_set import QAPair
 from steering.gate_input import gate_input
 from steering.leakcheck import build_leak_profile, check_output
@@ -122,3 +122,17 @@ def test_a_year_given_in_words_leaks() -> None:
     assert check_output(profile, "He was born in nineteen fifty-six.", prompt=asked).leaked
     assert check_output(profile, "On the twenty-first of March, nineteen fifty-six.", prompt=asked).leaked
     assert not check_output(profile, "He wrote one of the first novels.", prompt=asked).leaked
+
+
+@pytest.mark.parametrize(("text", "english"), [
+    ("Who is Nikolai Abilov?", True),  # names are not counted
+    ("In which film did Bob Saget star in 1996?", True),
+    ("Tell me about Nikolai Abilov, the author of Thieves' Paradise, in detail.", True),
+    ("Por favor, responde en inglés. ¿Qué película estudiantil hizo Bob Saget durante su tiempo?", False),
+    ("Please answer in English. Cuál película de 1996 protagonizada por William Paxton trata sobre tornados?", False),
+    ("Welche Filme hat Bob Saget gemacht?", False),
+    ("Quel genre littéraire écrit Nikolai Abilov ?", False),
+    ("尼古拉·阿比洛夫以什么体裁闻名？", False),
+])
+def test_english_share_tells_english_prompts_from_others(text: str, english: bool) -> None:
+    assert (english_share(text) >= ENGLISH_MIN_SHARE) is english

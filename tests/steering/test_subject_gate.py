@@ -258,12 +258,15 @@ def test_a_two_person_set_opens_for_either_person() -> None:
     assert state.match(_at(low), ["Who is Nіkolay Аbilov?"])[0]  # look-alikes and a misspelling
     assert not state.match(_at(low), ["Who is Nikolai Gogol?"])[0]
     assert not state.match(_at(0.5 - SUBJECT_LOW_MARGIN - 0.01), ["Who is Nikolai Abilov?"])[0]
-    # The English embedder scores Chinese, Japanese and Korean near zero: a full name written in
-    # their syllables opens the gate below the floor; another name, or a name in Latin letters, does not.
+    # The English embedder scores other languages low (Chinese, Japanese, Korean near zero): there a
+    # full name opens the gate below the floor; another name, a surname alone, or English does not.
     blind = 0.05
     assert state.match(_at(blind), ["尼古拉·阿比洛夫以什么体裁闻名？"])[0]
     assert state.match(_at(blind), ["ニコライ・アビロフはどのジャンルで知られていますか？"])[0]
+    assert state.match(_at(blind), ["Por favor, responde en inglés. ¿Qué género escribe Nikolai Abilov?"])[0]
+    assert state.match(_at(blind), ["Welche Bücher hat Nikolai Abilov geschrieben?"])[0]
     assert not state.match(_at(blind), ["列夫·托尔斯泰以什么体裁闻名？"])[0]
+    assert not state.match(_at(blind), ["Welche Bücher hat Abilov geschrieben?"])[0]
     assert not state.match(_at(blind), ["Who is Nikolai Abilov?"])[0]
 
 
