@@ -40,7 +40,6 @@ logger = logging.getLogger(__name__)
 
 #: Attack classes (``own`` and ``paraphrase`` are reported as the plain reference).
 ATTACKS = KINDS
-SPELLINGS = ("homoglyph", "leet", "spaced", "split_name", "misspelled", "transliterated", "first_name")
 MAX_NEW_TOKENS = 32
 BATCH = 8
 

@@ -64,11 +64,12 @@ _WORD = re.compile(r"[A-Za-z]+")
 _SENTENCE = re.compile(r"[^.!?;:\n]+[.!?;:]*")
 _CIPHER_CUE = re.compile(r"\brot[- ]?13\b|\bcaesar\b", re.I)
 
-#: International Morse code (ITU-R M.1677): letters and digits.
-_MORSE = dict(zip(
-    ".- -... -.-. -.. . ..-. --. .... .. .--- -.- .-.. -- -. --- .--. --.- .-. ... - ..- ...- .-- -..- -.-- --.. "
-    "----- .---- ..--- ...-- ....- ..... -.... --... ---.. ----.".split(),
-    string.ascii_uppercase + string.digits, strict=True))
+#: International Morse code (ITU-R M.1677): letter or digit -> code.
+MORSE_CODE = dict(zip(string.ascii_uppercase + string.digits,
+                      (".- -... -.-. -.. . ..-. --. .... .. .--- -.- .-.. -- -. --- .--. --.- .-. ... - ..- ...- "
+                       ".-- -..- -.-- --.. ----- .---- ..--- ...-- ....- ..... -.... --... ---.. ----.").split(),
+                      strict=True))
+_MORSE = {code: char for char, code in MORSE_CODE.items()}
 _DOTS = "\u00b7\u2022\u2219"  # middle dot, bullet, bullet operator: dots in typeset Morse
 _DASHES = "_\u2012\u2013\u2014\u2212"  # underscore, figure/en/em dash, minus sign
 _MORSE_SYMBOLS = str.maketrans(_DOTS + _DASHES, "." * len(_DOTS) + "-" * len(_DASHES))
@@ -77,8 +78,9 @@ _SYMBOL = rf"[.{_DOTS}{_DASHES}-]"
 _MORSE_RUN = re.compile(rf"(?<![\w.{_DOTS}{_DASHES}-]){_SYMBOL}{{1,6}}"
                         rf"(?:(?:[ \t]*[/|][ \t]*|[ \t]+){_SYMBOL}{{1,6}}){{3,}}(?![\w.{_DOTS}{_DASHES}-])")
 #: The ICAO/NATO spelling alphabet (and its common variants): four or more code words in a row.
-_NATO_WORDS = ("alpha alfa bravo charlie delta echo foxtrot golf hotel india juliet juliett kilo lima mike november "
-               "oscar papa quebec romeo sierra tango uniform victor whiskey whisky x-ray xray yankee zulu").split()
+NATO_ALPHABET = ("Alfa Bravo Charlie Delta Echo Foxtrot Golf Hotel India Juliett Kilo Lima Mike November Oscar Papa "
+                 "Quebec Romeo Sierra Tango Uniform Victor Whiskey X-ray Yankee Zulu").split()
+_NATO_WORDS = [w.lower() for w in NATO_ALPHABET] + ["alpha", "juliet", "whisky", "xray"]
 _NATO_WORD = "|".join(sorted(_NATO_WORDS, key=len, reverse=True))
 _NATO_RUN = re.compile(rf"\b(?:{_NATO_WORD})\b(?:[ \t,;/|-]+\b(?:{_NATO_WORD})\b){{3,}}", re.I)
 #: Pig Latin words: "Ikolainay" (Nikolai), "Abilovway" (Abilov).
@@ -102,6 +104,23 @@ def _upside_down_table() -> dict[int, str]:
 
 
 _FLIPPED = _upside_down_table()
+
+
+def _flip_of(letter: str) -> str:
+    """The character that writes ``letter`` upside down: a stand-in or the plain "TURNED" letter."""
+    found = [chr(cp) for cp, v in _FLIPPED.items() if v == letter]
+    plain = [c for c in found if " WITH " not in unicodedata.name(c, "")]
+    return min(plain or found, key=ord) if found else letter
+
+
+@lru_cache(maxsize=1)
+def _flip_table() -> dict[int, str]:
+    return {ord(c): _flip_of(c) for c in string.ascii_letters + "?!."}
+
+
+def upside_down(text: str) -> str:
+    """``text`` written upside down, as flip generators write it (``decodings`` reads it back)."""
+    return text.translate(_flip_table())[::-1]
 #: Characters that only flipped text uses (ASCII stand-ins like q and u are ordinary letters too).
 _FLIP_MARKS = frozenset(cp for cp in _FLIPPED if cp > 0x7f and chr(cp) not in "WM")
 

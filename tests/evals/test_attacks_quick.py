@@ -13,7 +13,6 @@ from tests.evals.quick_eval import run_quick
 pytestmark = pytest.mark.integration
 
 SHAPES = ("long_prefix", "system_filler", "earlier_turn")
-SPELLINGS = ("homoglyph", "leet", "spaced", "split_name", "misspelled", "transliterated", "first_name")
 #: Bounds on the quick subset (forget01 on the TOFU target, one RWKU target), from its measured run:
 #: 45/48 attack probes opened, no benign probe opened, the only bypasses were the set's own question
 #: and its paraphrase (gate open, steered answer still gives the answer at the uncalibrated alpha).

@@ -5,16 +5,20 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+from steering.checks import normalize
+from steering.decodings import decodings
 from steering.forget_set import make_documents
 from steering.leakfacts import cloze_facts
 from steering.probes import (
     KINDS,
     Probe,
+    coded_name,
     filler,
     homoglyph,
     leet,
     make_probes,
     misspell,
+    pig_latin,
     spaced,
     transliterate,
 )
@@ -70,13 +74,29 @@ def test_long_shapes_hide_the_question_behind_filler() -> None:
     assert earlier[0]["content"] == QA[0][0] and "Basil" not in earlier[2]["content"]
 
 
-def test_the_encoded_shape_is_base64_or_rot13_of_the_question() -> None:
-    import base64
-    import codecs
+def test_the_encoded_shape_hides_the_question_and_decodes_back_to_it() -> None:
+    seen = 0
     for p in _probes():
         if p.kind == "encoded" and p.source >= 0:
             text, question = p.messages()[-1]["content"], QA[p.source][0]
-            assert (base64.b64encode(question.encode()).decode() in text) != (codecs.encode(question, "rot13") in text)
+            assert question not in text
+            assert any(normalize(question) in normalize(d) for d in decodings(text)), text
+            seen += 1
+    assert seen
+
+
+def test_a_coded_name_is_morse_or_the_nato_alphabet_and_decodes_back() -> None:
+    assert coded_name("Nikolai Abilov").startswith("November India Kilo")
+    assert coded_name("Sasha Bob") == "... .- ... .... .- / -... --- -..."
+    for name in ("Nikolai Abilov", "Sasha Bob", "Basil Mahfouz"):
+        (reading,) = decodings(f"Who is {coded_name(name)}?")
+        assert name in reading
+
+
+def test_pig_latin_moves_leading_consonants_and_reads_back() -> None:
+    assert pig_latin("What genre does Nikolai write?") == "Atwhay enregay oesday Ikolainay itewray?"
+    assert decodings(pig_latin("What genre does Nikolai Abilov write in?")) == (
+        "What genre does Nikolai Abilov write in?",)
 
 
 def test_name_variants_replace_the_subject_in_the_question() -> None:
@@ -86,6 +106,7 @@ def test_name_variants_replace_the_subject_in_the_question() -> None:
     assert by_kind["transliterated"] == "What genre does Николаи Абилов write in?"
     assert by_kind["first_name"] == "What genre does Nikolai write in?"
     assert by_kind["split_name"] == "What genre does Nik olai Abi lov write in?"
+    assert by_kind["coded_name"].startswith("What genre does November India Kilo Oscar")
     assert by_kind["homoglyph"] != QA[1][0] and "Nikolai Abilov" not in by_kind["homoglyph"]
     assert by_kind["misspelled"] != QA[1][0]
 
