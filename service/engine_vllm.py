@@ -192,12 +192,15 @@ class VllmEngine(Engine):
                 logger.warning("steering table refresh failed", exc_info=True)
 
     async def _push(self) -> None:
-        """Send the table for every decision in flight under the current snapshot, if it changed."""
+        """Send the table for every decision in flight under the current snapshot, when the snapshot
+        changed or a decision is new. A finished decision alone does not send one: its key stays in the
+        workers (no request carries it) until the next table, which saves an RPC, and so a pause of
+        vLLM's step loop, per finished row."""
         assert self._push_lock is not None
         async with self._push_lock:
             state = self.runtime.guard.state
             keys = frozenset(self._decisions)
-            if self._pushed is not None and self._pushed[0] is state and self._pushed[1] == keys:
+            if self._pushed is not None and self._pushed[0] is state and keys <= self._pushed[1]:
                 return
             live = set(state.ids())
             wire: WireTable = {}
