@@ -124,9 +124,26 @@ def _look_alikes() -> dict[int, str]:
     return table
 
 
+@lru_cache(maxsize=1)
+def _letter_symbols() -> dict[int, str]:
+    """Symbols that are letters in a frame, by their Unicode names: negative squared and circled
+    letters ("NEGATIVE SQUARED LATIN CAPITAL LETTER N", 🅽) and regional indicators (🇳), which NFKC
+    leaves as they are and would otherwise read as spaces."""
+    table: dict[int, str] = {}
+    for cp in range(0x1F100, 0x1F200):
+        hit = re.search(r"(?:LATIN CAPITAL LETTER|SYMBOL LETTER) ([A-Z])$", unicodedata.name(chr(cp), ""))
+        if hit:
+            table[cp] = hit.group(1)
+    return table
+
+
 def _visible(text: str) -> str:
-    """NFKC without format characters (zero-width, bidi, soft hyphen) and fillers; symbols as spaces."""
-    return str(_SYMBOL.sub(" ", _INVISIBLE.sub("", unicodedata.normalize("NFKC", text))))
+    """NFKC without format characters (zero-width, bidi, soft hyphen) and fillers; letters in a frame
+    as letters; other symbols as spaces."""
+    text = unicodedata.normalize("NFKC", text)
+    if any(0x1F100 <= ord(c) < 0x1F200 for c in text):
+        text = text.translate(_letter_symbols())
+    return str(_SYMBOL.sub(" ", _INVISIBLE.sub("", text)))
 
 
 def _ascii(text: str) -> str:
