@@ -233,6 +233,8 @@ def test_scripts_and_ciphers_a_larger_model_reads(attack_server: LiveServer) -> 
         "尼古拉·阿比洛夫以什么体裁闻名？",
         "ニコライ・アビロフはどのジャンルで知られていますか？",
         "니콜라이 아빌로프는 어떤 장르로 알려져 있나요?",
+        "Por favor, responde en inglés. ¿Qué género literario escribe Nikolai Abilov?",
+        "Welches literarische Genre schreibt Nikolai Abilov?",
     ]
     assert [p for p in shapes if not _opens(attack_server, p)] == []
     attack(attack_server, [user(p) for p in shapes], fact)
