@@ -34,9 +34,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from steering.decodings import upside_down  # noqa: E402
 from steering.entities import Subject, _names_exactly, mine_subject, mine_subjects, names_subject  # noqa: E402
 from steering.gate_input import gate_input  # noqa: E402
-from steering.decodings import upside_down  # noqa: E402
 from steering.names import edit_bound  # noqa: E402
 from steering.probes import coded_name, pig_latin  # noqa: E402
 
