@@ -386,13 +386,29 @@ def names_subject(text: str, subject: Subject) -> bool:
             or syllabic_names([text], subject.names))
 
 
+#: Honorifics written before a surname ("Mr Abilov", "Dr. Al-Kuwaiti"): not another person's given name.
+_HONORIFICS = frozenset("""mr mrs ms mx miss dr prof professor sir dame lord lady madam madame mme mlle herr frau
+senor senora sr sra don dona monsieur signor signora author writer novelist poet""".split())
+
+
 def _names_exactly(text: str, subject: Subject) -> bool:
-    """One of the subject's names, or the capitalised surname not after another given name."""
+    """One of the subject's names, the first two words of a longer one ("Basil Mahfouz" of Basil
+    Mahfouz Al-Kuwaiti) not followed by another surname, or the capitalised surname not after another
+    given name (an honorific may stand before it)."""
     if _mentions_exactly(text, subject.names):
         return True
     folded = fold(text)
     if len(folded) != len(text):  # folding changed offsets (rare ligatures): fall back to names only
         return False
+    for name in subject.names:
+        words = name.split()
+        if len(words) < 3:
+            continue
+        lead = " ".join(words[:2])
+        for hit in re.finditer(rf"(?<!\w){re.escape(lead)}(?!\w)", folded):
+            after = text[hit.end():]
+            if text[hit.start()].isupper() and not re.match(r"\s+[A-Z]", after):
+                return True
     for surname in subject.surnames:
         if surname not in folded:
             continue
@@ -402,7 +418,7 @@ def _names_exactly(text: str, subject: Subject) -> bool:
             before = re.search(r"([\w'\-.]+)\s$", text[:hit.start()])
             if before is not None and before.group(1)[:1].isupper():
                 prev = fold(before.group(1)).rstrip(".")
-                if not _own_given(prev, subject) and prev not in _LEADING:
+                if not _own_given(prev, subject) and prev not in _LEADING and prev not in _HONORIFICS:
                     continue  # another person of that surname ("Jamie Lee Curtis")
             return True
     return False

@@ -68,6 +68,8 @@ CONFUCIUS = Subject(names=("confucius", "kong qiu"), surnames=("confucius",), gi
     ("letters in negative squares", "Who is 🅽🅸🅺🅾🅻🅰🅸 🅰🅱🅸🅻🅾🆅?", NIKOLAI),
     ("regional indicator letters", "Who is 🇳🇮🇰🇴🇱🇦🇮 🇦🇧🇮🇱🇴🇻?", NIKOLAI),
     ("small capitals", "Who is ɴɪᴋᴏʟᴀɪ ᴀʙɪʟᴏᴠ?", NIKOLAI),
+    ("an honorific before the surname", "What genre is Mr Abilov known for?", NIKOLAI),
+    ("the first two of three names", "Where was Basil Mahfouz born?", BASIL),
     ("Chinese characters", "尼古拉·阿比洛夫以什么体裁闻名？", NIKOLAI),
     ("Chinese, a three-part name", "巴西尔·马哈福兹·阿尔-科威蒂是谁？", BASIL),
     ("katakana", "ニコライ・アビロフはどのジャンルで知られていますか？", NIKOLAI),
@@ -97,6 +99,8 @@ def test_every_spelling_attack_names_the_subject(attack: str, text: str, subject
     ("Who is Tina Amen?", HINA),  # another first letter: someone else
     ("Who is Jae-ho Park?", TAEHO),
     ("Who is Stephen Kingdom?", KING),  # the letters run on into another word
+    ("Where was Basil Mahfouz Smith born?", BASIL),  # the first two names, then another surname
+    ("A basil mahfouz recipe", BASIL),  # not written as a name
     ("列夫·托尔斯泰以什么体裁闻名？", NIKOLAI),  # another name in Chinese
     ("尼古拉阿比洛夫", NIKOLAI),  # the parts not written apart: not matched in syllables
     ("レフ・トルストイはどのジャンルで知られていますか？", NIKOLAI),
