@@ -408,6 +408,8 @@ def syllabic_names(texts: Sequence[str], names: Sequence[str]) -> bool:
     the name's parts, written with a separator between them as these scripts write foreign names
     (尼古拉·阿比洛夫, ニコライ・アビロフ, 니콜라이 아빌로프), each with the part's consonant skeleton
     (``_skeleton``) on syllable edges. Names of ``SYLLABIC_MIN_CLASSES`` classes or more only."""
+    if all(t.isascii() for t in texts):
+        return False  # the usual case, checked before the names are keyed
     keyed = []
     for n in names:
         words = anyascii(n).lower().split()
